@@ -1,0 +1,172 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Heap's public endpoints (DESIGN.md §3).
+const (
+	HeapUSURL = "https://heapanalytics.com"
+	HeapEUURL = "https://c.eu.heap-api.com"
+)
+
+// Event kinds a source can emit; sent is opt-in.
+const (
+	EventOpen   = "open"
+	EventClick  = "click"
+	EventBounce = "bounce"
+	EventSent   = "sent"
+)
+
+// JoinIdentity is the email property meaning "Heap's identity is the email".
+const JoinIdentity = "identity"
+
+// Source is one Mailchimp account (or audience) feeding one Heap app.
+type Source struct {
+	ID                 string   `yaml:"id" json:"id"`
+	HeapAppID          string   `yaml:"heap_app_id" json:"heap_app_id"`
+	HeapRegion         string   `yaml:"heap_region" json:"heap_region"`
+	EmailProperty      string   `yaml:"email_property" json:"email_property"`
+	EmailCase          string   `yaml:"email_case" json:"email_case"`
+	WebhookSecret      string   `yaml:"webhook_secret" json:"webhook_secret"`
+	MandrillWebhookURL string   `yaml:"mandrill_webhook_url" json:"mandrill_webhook_url"`
+	MandrillWebhookKey string   `yaml:"mandrill_webhook_key" json:"mandrill_webhook_key"`
+	Events             []string `yaml:"events" json:"events"`
+}
+
+// Wants reports whether the source emits events of kind ev.
+func (s Source) Wants(ev string) bool { return slices.Contains(s.Events, ev) }
+
+// LowercaseEmail reports whether emails are lowercased before they become identities.
+func (s Source) LowercaseEmail() bool { return s.EmailCase == "lower" }
+
+// JoinsOnIdentity reports whether the email itself is the Heap identity.
+func (s Source) JoinsOnIdentity() bool { return s.EmailProperty == JoinIdentity }
+
+// HeapURL is the Track API base for this source; override (HEAP_API_URL) wins.
+func (s Source) HeapURL(override string) string {
+	switch {
+	case override != "":
+		return override
+	case s.HeapRegion == "eu":
+		return HeapEUURL
+	default:
+		return HeapUSURL
+	}
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (s *Source) applyDefaults() {
+	if s.HeapRegion == "" {
+		s.HeapRegion = "us"
+	}
+	if s.EmailProperty == "" {
+		s.EmailProperty = JoinIdentity
+	}
+	if s.EmailCase == "" {
+		s.EmailCase = "lower"
+	}
+	if len(s.Events) == 0 {
+		s.Events = []string{EventOpen, EventClick, EventBounce}
+	}
+}
+
+// Validate reports what is wrong with one source.
+func (s Source) Validate() error {
+	var errs []error
+	if !idPattern.MatchString(s.ID) {
+		errs = append(errs, fmt.Errorf("id %q must be 1-64 of [A-Za-z0-9_-]", s.ID))
+	}
+	if s.HeapAppID == "" {
+		errs = append(errs, errors.New("heap_app_id is required"))
+	}
+	if s.HeapRegion != "us" && s.HeapRegion != "eu" {
+		errs = append(errs, fmt.Errorf("heap_region %q must be us or eu", s.HeapRegion))
+	}
+	if s.EmailCase != "lower" && s.EmailCase != "preserve" {
+		errs = append(errs, fmt.Errorf("email_case %q must be lower or preserve", s.EmailCase))
+	}
+	if s.WebhookSecret != "" && len(s.WebhookSecret) < 16 {
+		errs = append(errs, errors.New("webhook_secret must be at least 16 characters"))
+	}
+	if (s.MandrillWebhookURL == "") != (s.MandrillWebhookKey == "") {
+		errs = append(errs, errors.New("mandrill_webhook_url and mandrill_webhook_key go together"))
+	}
+	for _, ev := range s.Events {
+		if !slices.Contains([]string{EventOpen, EventClick, EventBounce, EventSent}, ev) {
+			errs = append(errs, fmt.Errorf("events: unknown %q (open, click, bounce, sent)", ev))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("source %q: %w", s.ID, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Sources is the set of configured sources, by id.
+type Sources struct {
+	list []Source
+	byID map[string]Source
+}
+
+// NewSources applies defaults, validates and indexes the given sources.
+func NewSources(list ...Source) (*Sources, error) {
+	ss := &Sources{byID: map[string]Source{}}
+	var errs []error
+	for _, s := range list {
+		s.applyDefaults()
+		if err := s.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, dup := ss.byID[s.ID]; dup {
+			errs = append(errs, fmt.Errorf("source %q: duplicate id", s.ID))
+			continue
+		}
+		ss.byID[s.ID] = s
+		ss.list = append(ss.list, s)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	if len(ss.list) == 0 {
+		return nil, errors.New("config: no sources")
+	}
+	return ss, nil
+}
+
+// Get returns the source with the given id.
+func (ss *Sources) Get(id string) (Source, bool) {
+	s, ok := ss.byID[id]
+	return s, ok
+}
+
+// All returns the sources in file order.
+func (ss *Sources) All() []Source { return slices.Clone(ss.list) }
+
+// ParseSources reads the SOURCES_FILE format: YAML, so JSON too.
+func ParseSources(data []byte) (*Sources, error) {
+	var doc struct {
+		Sources []Source `yaml:"sources"`
+	}
+	if err := yaml.UnmarshalWithOptions(data, &doc, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("config: sources file: %w", err)
+	}
+	return NewSources(doc.Sources...)
+}
+
+// LoadSources reads and parses the file at path.
+func LoadSources(path string) (*Sources, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseSources(data)
+}

@@ -1,0 +1,83 @@
+// Package events defines the mapped Heap email event, its deterministic id
+// and its Avro codec (schemas/heap_email_event.avsc).
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+)
+
+// Heap event names (DESIGN.md §5), exactly as Heap's own source names them.
+const (
+	NameOpen   = "Open Email"
+	NameClick  = "Click Email Link"
+	NameBounce = "Bounce Email"
+	NameSent   = "Sent Email"
+)
+
+// Event is one mapped event, the value of heap.events.
+type Event struct {
+	ID            string
+	SourceID      string
+	AppID         string
+	Identity      string
+	EmailKey      string
+	Name          string
+	Time          time.Time
+	CampaignID    string
+	CampaignTitle string
+	ListID        string
+	IP            string
+	URL           string
+	BounceType    string
+	Subject       string
+	Tags          []string
+	Lineage       Lineage
+}
+
+// Lineage points at the raw record an event was mapped from.
+type Lineage struct {
+	Topic      string
+	Partition  int32
+	Offset     int64
+	Kind       string
+	RequestID  string
+	ReceivedAt time.Time
+}
+
+// Key is the heap.events record key: app id + identity keeps one user's
+// events in order on one partition.
+func (e Event) Key() []byte { return []byte(e.AppID + "\x00" + e.Identity) }
+
+// PendingKey keys heap.events.pending by app and email, so the release of one
+// address's events keeps their order.
+func (e Event) PendingKey() []byte { return []byte(e.AppID + "\x00" + e.EmailKey) }
+
+// ID derives a deterministic event id from the parts that identify one
+// Mailchimp event: the same event gets the same id on every input path.
+func ID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0x1f})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// NormalizeEmail trims an address and lowercases it when lower is set.
+func NormalizeEmail(email string, lower bool) string {
+	email = strings.TrimSpace(email)
+	if lower {
+		email = strings.ToLower(email)
+	}
+	return email
+}
+
+// EmailKey is the case-insensitive key of an address: sha256 of the trimmed,
+// lowercased email. It is what logs and caches see instead of the address.
+func EmailKey(email string) string {
+	sum := sha256.Sum256([]byte(NormalizeEmail(email, true)))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,164 @@
+// Package heap is a client for Heap's server-side Track API (DESIGN.md §3).
+package heap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Documented limits of the Track API.
+const (
+	MaxBatch          = 1000
+	MaxIdentityLen    = 255
+	MaxEventNameLen   = 1024
+	MaxValueLen       = 1023 // values and keys must stay under 1024 characters
+	AppEventsPerMin   = 15000
+	IdentityPerMin    = 1000
+	TrackPath         = "/api/track"
+	TimestampLayout   = "2006-01-02T15:04:05.000Z07:00"
+	maxErrorBodyBytes = 4096
+)
+
+// Event is one event of a bulk track request.
+type Event struct {
+	Identity       string         `json:"identity"`
+	Event          string         `json:"event"`
+	Timestamp      string         `json:"timestamp,omitempty"`
+	Properties     map[string]any `json:"properties,omitempty"`
+	IdempotencyKey string         `json:"idempotency_key,omitempty"`
+}
+
+// TrackRequest is the bulk track body.
+type TrackRequest struct {
+	AppID  string  `json:"app_id"`
+	Events []Event `json:"events"`
+}
+
+// Timestamp formats t as Heap's ISO 8601 timestamp.
+func Timestamp(t time.Time) string { return t.UTC().Format(TimestampLayout) }
+
+// Truncate cuts s to the longest prefix under Heap's 1024-character limit,
+// on a rune boundary: Heap rejects long values, the pipeline never does.
+func Truncate(s string) string {
+	if utf8.RuneCountInString(s) <= MaxValueLen {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == MaxValueLen {
+			return s[:i]
+		}
+		n++
+	}
+	return s
+}
+
+// StatusError is a non-2xx answer from Heap.
+type StatusError struct {
+	Status     int
+	RetryAfter time.Duration // zero when Heap sent none
+	Body       string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("heap: HTTP %d: %s", e.Status, e.Body)
+}
+
+// ErrRejected marks an answer that retrying the same batch cannot change
+// (400 and other 4xx but 408 and 429): split the batch to isolate the bad event.
+var ErrRejected = errors.New("heap rejected the request")
+
+// Is makes errors.Is(err, ErrRejected) true for permanent status errors.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrRejected && e.Status >= 400 && e.Status < 500 &&
+		e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
+}
+
+// Retryable reports whether err may succeed on a later try: 429, 5xx,
+// timeouts and transport failures. Cancellation of ctx is not retryable.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrRejected) {
+		return false
+	}
+	return true
+}
+
+// RetryAfter returns the wait Heap asked for, if any.
+func RetryAfter(err error) time.Duration {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.RetryAfter
+	}
+	return 0
+}
+
+// Client posts to the Track API. The zero value uses http.DefaultClient.
+type Client struct {
+	HTTP *http.Client
+	// Timeout bounds each request; zero means no bound beyond ctx.
+	Timeout time.Duration
+}
+
+// Track sends one bulk request of at most MaxBatch events to baseURL.
+func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if len(evs) > MaxBatch {
+		return fmt.Errorf("heap track app %s: %d events over the %d limit", appID, len(evs), MaxBatch)
+	}
+	body, err := json.Marshal(TrackRequest{AppID: appID, Events: evs})
+	if err != nil {
+		return fmt.Errorf("heap track app %s: %w", appID, err)
+	}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+TrackPath, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("heap track app %s: %w", appID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("heap track app %s: %w", appID, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return fmt.Errorf("heap track app %s: %w", appID, &StatusError{
+		Status:     resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		Body:       strings.TrimSpace(string(msg)),
+	})
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

@@ -1,0 +1,389 @@
+// Package heaptest is a stand-in for Heap's Track API that enforces the
+// documented contract and limits (DESIGN.md §3), records what it accepted,
+// and injects faults on demand. Tests and the local stack use it.
+package heaptest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+)
+
+// Accepted is one event Heap kept.
+type Accepted struct {
+	AppID string
+	heap.Event
+	ReceivedAt time.Time
+}
+
+// Fault is one injected answer, used for the next Times requests (default 1).
+type Fault struct {
+	Status     int           // answer with this status (e.g. 429, 503)
+	RetryAfter string        // Retry-After header value, if any
+	Delay      time.Duration // sleep before answering (a timeout when longer than the client's)
+	Body       string        // body to send; for 2xx, a malformed body the client must tolerate
+	Times      int
+}
+
+// Limits are Heap's rate limits; zero values disable a limit.
+type Limits struct {
+	PerApp      int           // events per Window per app
+	PerIdentity int           // events per Window per app and identity
+	Window      time.Duration // one minute in Heap
+}
+
+// DocumentedLimits are Heap's published bulk-track limits.
+var DocumentedLimits = Limits{PerApp: heap.AppEventsPerMin, PerIdentity: heap.IdentityPerMin, Window: time.Minute}
+
+// Sink is the stand-in's state and its http.Handler.
+type Sink struct {
+	mu         sync.Mutex
+	limits     Limits
+	accepted   []Accepted
+	keys       map[string]bool // app + idempotency key
+	duplicates int
+	requests   int
+	rejected   int
+	throttled  int
+	faults     []Fault
+	window     map[string][]time.Time // rate-limit key -> event times in the window
+	now        func() time.Time
+	onAccept   func(app string, evs []heap.Event)
+}
+
+// Option configures a Sink.
+type Option func(*Sink)
+
+// WithLimits replaces the documented rate limits (Limits{} disables them).
+func WithLimits(l Limits) Option { return func(s *Sink) { s.limits = l } }
+
+// OnAccept is called with each request's newly kept events.
+func OnAccept(fn func(app string, evs []heap.Event)) Option {
+	return func(s *Sink) { s.onAccept = fn }
+}
+
+// NewSink returns a stand-in enforcing DocumentedLimits unless told otherwise.
+func NewSink(opts ...Option) *Sink {
+	s := &Sink{limits: DocumentedLimits, keys: map[string]bool{}, window: map[string][]time.Time{}, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Server is a Sink served over HTTP for a test.
+type Server struct {
+	*Sink
+	URL string
+}
+
+// NewServer starts a Sink on loopback and stops it when the test ends.
+func NewServer(t interface{ Cleanup(func()) }, opts ...Option) *Server {
+	s := NewSink(opts...)
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &Server{Sink: s, URL: srv.URL}
+}
+
+// Inject queues faults, answered in order before normal service resumes.
+func (s *Sink) Inject(fs ...Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range fs {
+		if f.Times <= 0 {
+			f.Times = 1
+		}
+		s.faults = append(s.faults, f)
+	}
+}
+
+// Accepted returns the events kept so far, in arrival order.
+func (s *Sink) Accepted() []Accepted {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Accepted(nil), s.accepted...)
+}
+
+// Stats are the stand-in's counters.
+type Stats struct {
+	Requests, Accepted, Duplicates, Rejected, Throttled int
+}
+
+// Stats returns the counters.
+func (s *Sink) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Requests: s.requests, Accepted: len(s.accepted), Duplicates: s.duplicates, Rejected: s.rejected, Throttled: s.throttled}
+}
+
+func (s *Sink) nextFault() (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.faults) == 0 {
+		return Fault{}, false
+	}
+	f := s.faults[0]
+	s.faults[0].Times--
+	if s.faults[0].Times == 0 {
+		s.faults = s.faults[1:]
+	}
+	return f, true
+}
+
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != heap.TrackPath {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+	if f, ok := s.nextFault(); ok {
+		s.answerFault(w, r, f)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		s.reject(w, "read body: "+err.Error())
+		return
+	}
+	req, err := decode(body)
+	if err != nil {
+		s.reject(w, err.Error())
+		return
+	}
+	if msg := validate(req); msg != "" {
+		s.reject(w, msg)
+		return
+	}
+	kept, retryAfter := s.admit(req)
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "rate limit exceeded"})
+		return
+	}
+	if s.onAccept != nil && len(kept) > 0 {
+		s.onAccept(req.AppID, kept)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+func (s *Sink) answerFault(w http.ResponseWriter, r *http.Request, f Fault) {
+	if f.Delay > 0 {
+		select {
+		case <-time.After(f.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	w.WriteHeader(status)
+	io.WriteString(w, f.Body)
+}
+
+func (s *Sink) reject(w http.ResponseWriter, msg string) {
+	s.mu.Lock()
+	s.rejected++
+	s.mu.Unlock()
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a bulk body, or a single-event body as a batch of one.
+func decode(body []byte) (heap.TrackRequest, error) {
+	var raw struct {
+		AppID  *string           `json:"app_id"`
+		Events []json.RawMessage `json:"events"`
+		heapEventJSON
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return heap.TrackRequest{}, fmt.Errorf("invalid JSON: %v", err)
+	}
+	req := heap.TrackRequest{}
+	if raw.AppID != nil {
+		req.AppID = *raw.AppID
+	}
+	if raw.Events == nil {
+		req.Events = []heap.Event{raw.heapEventJSON.event()}
+		return req, nil
+	}
+	for i, re := range raw.Events {
+		var e heapEventJSON
+		d := json.NewDecoder(strings.NewReader(string(re)))
+		d.UseNumber()
+		if err := d.Decode(&e); err != nil {
+			return heap.TrackRequest{}, fmt.Errorf("events[%d]: %v", i, err)
+		}
+		req.Events = append(req.Events, e.event())
+	}
+	return req, nil
+}
+
+type heapEventJSON struct {
+	Identity       string         `json:"identity"`
+	Event          string         `json:"event"`
+	Timestamp      string         `json:"timestamp"`
+	Properties     map[string]any `json:"properties"`
+	IdempotencyKey string         `json:"idempotency_key"`
+}
+
+func (e heapEventJSON) event() heap.Event {
+	return heap.Event{Identity: e.Identity, Event: e.Event, Timestamp: e.Timestamp, Properties: e.Properties, IdempotencyKey: e.IdempotencyKey}
+}
+
+// validate enforces DESIGN.md §3; any violation rejects the whole request.
+func validate(req heap.TrackRequest) string {
+	if req.AppID == "" {
+		return "app_id is required"
+	}
+	if len(req.Events) == 0 {
+		return "events must not be empty"
+	}
+	if len(req.Events) > heap.MaxBatch {
+		return fmt.Sprintf("at most %d events per request, got %d", heap.MaxBatch, len(req.Events))
+	}
+	for i, e := range req.Events {
+		switch {
+		case e.Identity == "":
+			return fmt.Sprintf("events[%d]: identity is required", i)
+		case utf8.RuneCountInString(e.Identity) > heap.MaxIdentityLen:
+			return fmt.Sprintf("events[%d]: identity longer than %d characters", i, heap.MaxIdentityLen)
+		case e.Event == "":
+			return fmt.Sprintf("events[%d]: event is required", i)
+		case utf8.RuneCountInString(e.Event) > heap.MaxEventNameLen:
+			return fmt.Sprintf("events[%d]: event longer than %d characters", i, heap.MaxEventNameLen)
+		}
+		if e.Timestamp != "" {
+			if _, err := time.Parse(time.RFC3339Nano, e.Timestamp); err != nil {
+				return fmt.Sprintf("events[%d]: timestamp %q is not ISO 8601", i, e.Timestamp)
+			}
+		}
+		for k, v := range e.Properties {
+			if utf8.RuneCountInString(k) > heap.MaxValueLen {
+				return fmt.Sprintf("events[%d]: property key longer than %d characters", i, heap.MaxValueLen)
+			}
+			switch v := v.(type) {
+			case string:
+				if utf8.RuneCountInString(v) > heap.MaxValueLen {
+					return fmt.Sprintf("events[%d]: property %q value of %d characters, limit %d", i, k, utf8.RuneCountInString(v), heap.MaxValueLen)
+				}
+			case json.Number:
+			default:
+				return fmt.Sprintf("events[%d]: property %q must be a string or a number, got %T", i, k, v)
+			}
+		}
+	}
+	return ""
+}
+
+// admit applies the rate limits, then keeps the events not seen before.
+// It returns a wait when the request would go over a limit; nothing is kept then.
+func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if wait := s.overLimit(req, now); wait > 0 {
+		s.throttled++
+		return nil, wait
+	}
+	var kept []heap.Event
+	for _, e := range req.Events {
+		if e.IdempotencyKey != "" {
+			k := req.AppID + "\x00" + e.IdempotencyKey
+			if s.keys[k] {
+				s.duplicates++
+				continue
+			}
+			s.keys[k] = true
+		}
+		s.accepted = append(s.accepted, Accepted{AppID: req.AppID, Event: e, ReceivedAt: now})
+		kept = append(kept, e)
+	}
+	return kept, 0
+}
+
+// overLimit counts every event of the request (Heap's limits are on events
+// received, deduplicated or not) against sliding one-window budgets.
+func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) time.Duration {
+	if s.limits.Window <= 0 {
+		return 0
+	}
+	perKey := map[string]int{}
+	if s.limits.PerApp > 0 {
+		perKey["app\x00"+req.AppID] = len(req.Events)
+	}
+	if s.limits.PerIdentity > 0 {
+		for _, e := range req.Events {
+			perKey["id\x00"+req.AppID+"\x00"+e.Identity]++
+		}
+	}
+	var wait time.Duration
+	for k, n := range perKey {
+		limit := s.limits.PerIdentity
+		if strings.HasPrefix(k, "app\x00") {
+			limit = s.limits.PerApp
+		}
+		ts := s.prune(k, now)
+		if len(ts)+n > limit {
+			// Wait until enough of the window has expired.
+			idx := len(ts) + n - limit - 1
+			if idx >= len(ts) {
+				idx = len(ts) - 1
+			}
+			w := s.limits.Window
+			if idx >= 0 {
+				w = ts[idx].Add(s.limits.Window).Sub(now)
+			}
+			if w > wait {
+				wait = w
+			}
+		}
+	}
+	if wait > 0 {
+		return max(wait, time.Millisecond)
+	}
+	for k, n := range perKey {
+		for range n {
+			s.window[k] = append(s.window[k], now)
+		}
+	}
+	return 0
+}
+
+func (s *Sink) prune(k string, now time.Time) []time.Time {
+	ts := s.window[k]
+	i := 0
+	for i < len(ts) && !ts[i].After(now.Add(-s.limits.Window)) {
+		i++
+	}
+	ts = ts[i:]
+	s.window[k] = ts
+	return ts
+}

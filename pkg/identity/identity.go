@@ -1,0 +1,55 @@
+// Package identity resolves email addresses to Heap identities through the
+// Redis cache, for sources whose email join key is a custom user property.
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store maps (app, email key) to identity under mh:identity:{app}:{email key}.
+// The email key is events.EmailKey: the address itself never reaches Redis.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+func key(app, emailKey string) string { return "mh:identity:" + app + ":" + emailKey }
+
+// Resolve returns the identities known for emailKeys, in one pipeline. A
+// missing key is absent from the map; an error means Redis did not answer.
+func (s *Store) Resolve(ctx context.Context, app string, emailKeys []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(emailKeys) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(emailKeys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range emailKeys {
+			cmds[i] = p.Get(ctx, key(app, k))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("identity: resolve: %w", err)
+	}
+	for i, c := range cmds {
+		if v, err := c.Result(); err == nil {
+			out[emailKeys[i]] = v
+		}
+	}
+	return out, nil
+}
+
+// Put records that emailKey belongs to identity in app.
+func (s *Store) Put(ctx context.Context, app, emailKey, ident string) error {
+	if err := s.rdb.Set(ctx, key(app, emailKey), ident, 0).Err(); err != nil {
+		return fmt.Errorf("identity: put: %w", err)
+	}
+	return nil
+}

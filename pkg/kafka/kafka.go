@@ -1,0 +1,128 @@
+// Package kafka holds the pipeline's topic contract (DESIGN.md §4) and the
+// client settings every service shares.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kzap"
+	"go.uber.org/zap"
+)
+
+// Record headers.
+const (
+	HeaderSource     = "source"
+	HeaderKind       = "kind"
+	HeaderReceivedAt = "received-at"
+	HeaderRequestID  = "request-id"
+	HeaderReason     = "reason"
+	HeaderEventID    = "event-id"
+	HeaderOrigin     = "origin" // topic/partition/offset a dead letter came from
+)
+
+// Topics names the pipeline's topics; a prefix lets tests and tenants share a cluster.
+type Topics struct {
+	Raw       string // mailchimp.raw
+	Events    string // heap.events
+	Pending   string // heap.events.pending
+	RawDLQ    string // mailchimp.dlq
+	EventsDLQ string // heap.events.dlq
+}
+
+// NewTopics returns the topic names under prefix.
+func NewTopics(prefix string) Topics {
+	return Topics{
+		Raw:       prefix + "mailchimp.raw",
+		Events:    prefix + "heap.events",
+		Pending:   prefix + "heap.events.pending",
+		RawDLQ:    prefix + "mailchimp.dlq",
+		EventsDLQ: prefix + "heap.events.dlq",
+	}
+}
+
+// All lists every topic.
+func (t Topics) All() []string {
+	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ}
+}
+
+// ClientOpts are the options every client of the pipeline starts from.
+func ClientOpts(brokers []string, log *zap.Logger) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(brokers...),
+		kgo.WithLogger(kzap.New(log.Named("kgo"), kzap.Level(kgo.LogLevelWarn))),
+	}
+}
+
+// EnsureTopics creates missing topics; existing ones are left as they are.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, topics ...string) error {
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, topics...)
+	if err != nil {
+		return fmt.Errorf("kafka: create topics: %w", err)
+	}
+	var errs []error
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("topic %s: %w", r.Topic, r.Err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kafka: create topics: %w", errors.Join(errs...))
+	}
+	return waitForTopics(ctx, adm, topics)
+}
+
+// waitForTopics waits until metadata shows every topic with a leader, so the
+// first produce after creation does not race the broker.
+func waitForTopics(ctx context.Context, adm *kadm.Client, topics []string) error {
+	for {
+		md, err := adm.Metadata(ctx, topics...)
+		if err == nil {
+			ready := true
+			for _, t := range topics {
+				td, ok := md.Topics[t]
+				if !ok || td.Err != nil || len(td.Partitions) == 0 {
+					ready = false
+					break
+				}
+				for _, p := range td.Partitions {
+					if p.Leader < 0 || p.Err != nil {
+						ready = false
+					}
+				}
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: waiting for topics: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Header returns the value of the first header named key.
+func Header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// Ping checks that a broker answers.
+func Ping(ctx context.Context, cl *kgo.Client) error {
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}

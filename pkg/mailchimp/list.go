@@ -1,0 +1,132 @@
+// Package mailchimp parses what Mailchimp sends or serves: audience (list)
+// webhooks, Mailchimp Transactional (Mandrill) webhook events, Reports API
+// email-activity members and campaign objects.
+package mailchimp
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Payload kinds, carried in the kind header of mailchimp.raw.
+const (
+	KindListWebhook   = "list-webhook"
+	KindMandrillEvent = "mandrill-event"
+	KindEmailActivity = "email-activity"
+	KindCampaign      = "campaign"
+)
+
+// ErrMalformed marks input that can never be parsed; callers dead-letter it.
+var ErrMalformed = errors.New("malformed payload")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// Audience webhook types (DESIGN.md §2).
+const (
+	ListSubscribe   = "subscribe"
+	ListUnsubscribe = "unsubscribe"
+	ListProfile     = "profile"
+	ListUpemail     = "upemail"
+	ListCleaned     = "cleaned"
+	ListCampaign    = "campaign"
+)
+
+// FiredAtLayout is the audience webhook's fired_at format; the zone is not
+// documented, so it is read as UTC.
+const FiredAtLayout = "2006-01-02 15:04:05"
+
+// ListWebhook is one audience webhook body.
+type ListWebhook struct {
+	Type       string
+	FiredAt    time.Time
+	Data       map[string]string // data[...] fields, keyed by what is inside the brackets
+	ListID     string
+	CampaignID string
+	Email      string
+	Reason     string
+	OldEmail   string
+	NewEmail   string
+	ID         string
+	Subject    string
+}
+
+// ParseListWebhook parses an application/x-www-form-urlencoded audience
+// webhook body.
+func ParseListWebhook(body []byte) (ListWebhook, error) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return ListWebhook{}, malformed("list webhook: form: %v", err)
+	}
+	w := ListWebhook{Type: form.Get("type"), Data: map[string]string{}}
+	for k, vs := range form {
+		if inner, ok := strings.CutPrefix(k, "data["); ok && strings.HasSuffix(inner, "]") && len(vs) > 0 {
+			w.Data[strings.TrimSuffix(inner, "]")] = vs[0]
+		}
+	}
+	switch w.Type {
+	case ListSubscribe, ListUnsubscribe, ListProfile, ListUpemail, ListCleaned, ListCampaign:
+	case "":
+		return ListWebhook{}, malformed("list webhook: missing type")
+	default:
+		return ListWebhook{}, malformed("list webhook: unknown type %q", w.Type)
+	}
+	fired := form.Get("fired_at")
+	if fired == "" {
+		return ListWebhook{}, malformed("list webhook: missing fired_at")
+	}
+	w.FiredAt, err = time.ParseInLocation(FiredAtLayout, fired, time.UTC)
+	if err != nil {
+		return ListWebhook{}, malformed("list webhook: fired_at %q: %v", fired, err)
+	}
+	w.ListID = w.Data["list_id"]
+	w.CampaignID = w.Data["campaign_id"]
+	w.Email = w.Data["email"]
+	w.Reason = w.Data["reason"]
+	w.OldEmail = w.Data["old_email"]
+	w.NewEmail = w.Data["new_email"]
+	w.ID = w.Data["id"]
+	w.Subject = w.Data["subject"]
+	switch w.Type {
+	case ListUpemail:
+		if w.OldEmail == "" || w.NewEmail == "" {
+			return ListWebhook{}, malformed("list webhook upemail: missing old_email or new_email")
+		}
+	case ListCampaign:
+		if w.ID == "" {
+			return ListWebhook{}, malformed("list webhook campaign: missing data[id]")
+		}
+	default:
+		if w.Email == "" {
+			return ListWebhook{}, malformed("list webhook %s: missing data[email]", w.Type)
+		}
+	}
+	return w, nil
+}
+
+// PartitionKey groups a webhook with what must stay in order with it: a
+// campaign's metadata and its events, or one address's changes.
+func (w ListWebhook) PartitionKey() string {
+	switch {
+	case w.Type == ListCampaign:
+		return "c:" + w.ID
+	case w.CampaignID != "":
+		return "c:" + w.CampaignID
+	case w.Type == ListUpemail:
+		return "e:" + EmailID(w.OldEmail)
+	default:
+		return "e:" + EmailID(w.Email)
+	}
+}
+
+// EmailID is Mailchimp's subscriber hash: md5 of the lowercased address.
+func EmailID(email string) string {
+	sum := md5.Sum([]byte(strings.ToLower(strings.TrimSpace(email))))
+	return hex.EncodeToString(sum[:])
+}

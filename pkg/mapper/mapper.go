@@ -1,0 +1,321 @@
+// Package mapper is the transactional consume-transform-produce loop from
+// mailchimp.raw to heap.events: parse, map, resolve campaign titles and
+// identities through Redis, encode Avro, produce, and commit the input
+// offsets in the same Kafka transaction.
+package mapper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+)
+
+// Identities resolves email keys to Heap identities for one app.
+type Identities interface {
+	Resolve(ctx context.Context, app string, emailKeys []string) (map[string]string, error)
+}
+
+// Campaigns remembers and looks up campaign metadata per source.
+type Campaigns interface {
+	Remember(ctx context.Context, source string, metas []campaigns.Meta) error
+	Titles(ctx context.Context, source string, ids []string) (map[string]string, error)
+}
+
+// Config is what the mapper needs.
+type Config struct {
+	Brokers       []string
+	Topics        kafka.Topics
+	Group         string // consumer group; default "mapper"
+	TransactionID string // stable per instance, unique among live instances
+	Sources       *config.Sources
+	Codec         *events.Codec
+	Identities    Identities
+	Campaigns     Campaigns
+	Log           *zap.Logger
+	MaxPoll       int // records per transaction; default 2000
+	ClientOpts    []kgo.Opt
+}
+
+// ErrDependency marks a failure of Redis (or another dependency) that says
+// nothing about the records: abort, back off, and process them again.
+var ErrDependency = errors.New("dependency unavailable")
+
+// Run consumes until ctx ends. A session that fails is closed and re-created.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Group == "" {
+		cfg.Group = "mapper"
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 2000
+	}
+	if cfg.TransactionID == "" {
+		return errors.New("mapper: TransactionID is required")
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.MaxInterval = 10 * time.Second
+	for {
+		err := runSession(ctx, cfg)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := bo.NextBackOff()
+		cfg.Log.Error("mapper session failed; re-creating", zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func runSession(ctx context.Context, cfg Config) error {
+	opts := append(slices.Clone(cfg.ClientOpts),
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topics.Raw),
+		kgo.TransactionalID(cfg.TransactionID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.TransactionTimeout(60*time.Second),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("mapper: session: %w", err)
+	}
+	defer sess.Close()
+	m := &loop{cfg: cfg, sess: sess}
+	return m.run(ctx)
+}
+
+type loop struct {
+	cfg  Config
+	sess *kgo.GroupTransactSession
+}
+
+func (m *loop) run(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.MaxInterval = 5 * time.Second
+	for {
+		fetches := m.sess.PollRecords(ctx, m.cfg.MaxPoll)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			m.cfg.Log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		if err := m.sess.Begin(); err != nil {
+			return fmt.Errorf("mapper: begin: %w", err)
+		}
+		out, err := m.transform(ctx, recs)
+		if err == nil {
+			promise := kgo.AbortingFirstErrPromise(m.sess.Client())
+			for _, r := range out {
+				m.sess.Produce(ctx, r, promise.Promise())
+			}
+			err = promise.Err()
+		}
+		// End gets its own deadline, never the shutdown context: a cancelled
+		// End can leave the outcome unknown.
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		committed, endErr := m.sess.End(endCtx, kgo.TransactionEndTry(err == nil))
+		cancel()
+		if endErr != nil {
+			return fmt.Errorf("mapper: end transaction: %w", endErr)
+		}
+		switch {
+		case err != nil:
+			wait := bo.NextBackOff()
+			m.cfg.Log.Warn("batch aborted; will process again", zap.Error(err), zap.Int("records", len(recs)), zap.Duration("in", wait))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		case !committed:
+			m.cfg.Log.Info("transaction aborted by a rebalance; records will be processed again", zap.Int("records", len(recs)))
+		default:
+			bo.Reset()
+			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", len(out)))
+		}
+	}
+}
+
+// mapped is one input record's outcome.
+type mapped struct {
+	rec    *kgo.Record
+	source config.Source
+	res    mapping.Result
+}
+
+// transform maps a batch. It fails only with ErrDependency; bad records are
+// dead-lettered in the output.
+func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	var out []*kgo.Record
+	var ok []mapped
+	for _, r := range recs {
+		srcID := kafka.Header(r, kafka.HeaderSource)
+		src, found := m.cfg.Sources.Get(srcID)
+		if !found {
+			out = append(out, m.rawDead(r, "unknown source "+srcID))
+			continue
+		}
+		res, err := mapping.Map(src, kafka.Header(r, kafka.HeaderKind), r.Value, lineage(r))
+		if err != nil {
+			out = append(out, m.rawDead(r, err.Error()))
+			continue
+		}
+		ok = append(ok, mapped{rec: r, source: src, res: res})
+	}
+	if err := m.resolveCampaigns(ctx, ok); err != nil {
+		return nil, err
+	}
+	if err := m.resolveIdentities(ctx, ok); err != nil {
+		return nil, err
+	}
+	for _, mp := range ok {
+		for _, e := range mp.res.Events {
+			r, err := m.eventRecord(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// resolveCampaigns stores the batch's campaign metadata, then fills titles.
+func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
+	metas := map[string][]campaigns.Meta{}
+	want := map[string][]string{}
+	for _, mp := range batch {
+		if c := mp.res.Campaign; c != nil {
+			metas[mp.source.ID] = append(metas[mp.source.ID], *c)
+		}
+		for _, e := range mp.res.Events {
+			if e.CampaignTitle == "" && e.CampaignID != "" && !slices.Contains(want[mp.source.ID], e.CampaignID) {
+				want[mp.source.ID] = append(want[mp.source.ID], e.CampaignID)
+			}
+		}
+	}
+	for src, ms := range metas {
+		if err := m.cfg.Campaigns.Remember(ctx, src, ms); err != nil {
+			return fmt.Errorf("%w: %w", ErrDependency, err)
+		}
+	}
+	for src, ids := range want {
+		titles, err := m.cfg.Campaigns.Titles(ctx, src, ids)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDependency, err)
+		}
+		for i := range batch {
+			if batch[i].source.ID != src {
+				continue
+			}
+			for j := range batch[i].res.Events {
+				e := &batch[i].res.Events[j]
+				if e.CampaignTitle == "" {
+					e.CampaignTitle = titles[e.CampaignID]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// resolveIdentities looks up, per app, the identities of sources that join
+// on a custom property, in one pipeline per app.
+func (m *loop) resolveIdentities(ctx context.Context, batch []mapped) error {
+	keys := map[string][]string{}
+	for _, mp := range batch {
+		for _, e := range mp.res.Events {
+			if e.Identity == "" && !slices.Contains(keys[e.AppID], e.EmailKey) {
+				keys[e.AppID] = append(keys[e.AppID], e.EmailKey)
+			}
+		}
+	}
+	for app, ks := range keys {
+		found, err := m.cfg.Identities.Resolve(ctx, app, ks)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDependency, err)
+		}
+		for i := range batch {
+			for j := range batch[i].res.Events {
+				e := &batch[i].res.Events[j]
+				if e.AppID == app && e.Identity == "" {
+					e.Identity = found[e.EmailKey]
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func lineage(r *kgo.Record) events.Lineage {
+	at, _ := time.Parse(time.RFC3339Nano, kafka.Header(r, kafka.HeaderReceivedAt))
+	if at.IsZero() {
+		at = r.Timestamp
+	}
+	return events.Lineage{
+		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+		Kind:      kafka.Header(r, kafka.HeaderKind),
+		RequestID: kafka.Header(r, kafka.HeaderRequestID),
+		// Millisecond precision is what the schema keeps.
+		ReceivedAt: at.UTC().Truncate(time.Millisecond),
+	}
+}
+
+// eventRecord routes e: heap.events when it has an identity Heap accepts,
+// heap.events.pending while the identity is unknown, heap.events.dlq when the
+// identity can never be sent.
+func (m *loop) eventRecord(e events.Event) (*kgo.Record, error) {
+	e.Time = e.Time.Truncate(time.Millisecond)
+	val, err := m.cfg.Codec.Encode(e)
+	if err != nil {
+		// The schema and the mapping disagree: a bug, not a bad record.
+		return nil, fmt.Errorf("mapper: %w", err)
+	}
+	hdrs := []kgo.RecordHeader{
+		{Key: kafka.HeaderSource, Value: []byte(e.SourceID)},
+		{Key: kafka.HeaderEventID, Value: []byte(e.ID)},
+	}
+	switch {
+	case e.Identity == "":
+		return &kgo.Record{Topic: m.cfg.Topics.Pending, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
+	case utf8.RuneCountInString(e.Identity) > heap.MaxIdentityLen:
+		hdrs = append(hdrs, kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(fmt.Sprintf("identity longer than %d characters", heap.MaxIdentityLen))})
+		return &kgo.Record{Topic: m.cfg.Topics.EventsDLQ, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
+	default:
+		return &kgo.Record{Topic: m.cfg.Topics.Events, Key: e.Key(), Value: val, Headers: hdrs}, nil
+	}
+}
+
+// rawDead dead-letters an input record as it came, with the reason.
+func (m *loop) rawDead(r *kgo.Record, reason string) *kgo.Record {
+	m.cfg.Log.Warn("dead-lettering raw record", zap.String("source", kafka.Header(r, kafka.HeaderSource)),
+		zap.String("kind", kafka.Header(r, kafka.HeaderKind)), zap.String("reason", reason),
+		zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset))
+	hdrs := append(slices.Clone(r.Headers),
+		kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: kafka.HeaderOrigin, Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
+	)
+	return &kgo.Record{Topic: m.cfg.Topics.RawDLQ, Key: r.Key, Value: r.Value, Headers: hdrs}
+}

@@ -1,0 +1,164 @@
+// Package mapping turns one raw Mailchimp payload unit into Heap events, by
+// the default mapping of DESIGN.md §5. It is pure: identity and campaign
+// lookups happen in the mapper, which owns the Redis round trips.
+package mapping
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+)
+
+// Campaign is campaign metadata learned from a payload.
+type Campaign = campaigns.Meta
+
+// Result is what one payload unit maps to.
+type Result struct {
+	Events []events.Event // Identity is empty when the source joins on a custom property
+	// Campaign is set when the payload describes a campaign.
+	Campaign *Campaign
+}
+
+// Map maps one payload unit of the given kind for src. An error wraps
+// mailchimp.ErrMalformed when the payload can never be mapped.
+func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
+	b := builder{src: src, lin: lin}
+	switch kind {
+	case mailchimp.KindListWebhook:
+		w, err := mailchimp.ParseListWebhook(raw)
+		if err != nil {
+			return Result{}, err
+		}
+		return b.list(w), nil
+	case mailchimp.KindMandrillEvent:
+		e, err := mailchimp.ParseMandrillEvent(raw)
+		if err != nil {
+			return Result{}, err
+		}
+		return b.mandrill(e), nil
+	case mailchimp.KindEmailActivity:
+		m, err := mailchimp.ParseActivityMember(raw)
+		if err != nil {
+			return Result{}, err
+		}
+		return b.activity(m), nil
+	case mailchimp.KindCampaign:
+		c, err := mailchimp.ParseCampaign(raw)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Campaign: &Campaign{ID: c.ID, Title: c.Settings.Title, ListID: c.Recipients.ListID, Type: c.Type}}, nil
+	default:
+		return Result{}, fmt.Errorf("%w: unknown payload kind %q", mailchimp.ErrMalformed, kind)
+	}
+}
+
+type builder struct {
+	src config.Source
+	lin events.Lineage
+	out Result
+}
+
+// event starts an event for email; id parts identify the Mailchimp event.
+func (b *builder) event(name, email string, at time.Time, idParts ...string) *events.Event {
+	lower := events.NormalizeEmail(email, true)
+	e := events.Event{
+		ID:       events.ID(append([]string{b.src.HeapAppID}, append(idParts, lower)...)...),
+		SourceID: b.src.ID,
+		AppID:    b.src.HeapAppID,
+		EmailKey: events.EmailKey(email),
+		Name:     name,
+		Time:     at.UTC(),
+		Lineage:  b.lin,
+	}
+	if b.src.JoinsOnIdentity() {
+		e.Identity = events.NormalizeEmail(email, b.src.LowercaseEmail())
+	}
+	b.out.Events = append(b.out.Events, e)
+	return &b.out.Events[len(b.out.Events)-1]
+}
+
+// bounce adds the one Bounce Email of a campaign (or message) and address.
+func (b *builder) bounce(campaign, email, bounceType string, at time.Time) *events.Event {
+	e := b.event(events.NameBounce, email, at, "bounce", campaign)
+	e.BounceType = bounceType
+	return e
+}
+
+func (b *builder) list(w mailchimp.ListWebhook) Result {
+	switch w.Type {
+	case mailchimp.ListCleaned:
+		// "abuse" is a spam complaint, not a bounce.
+		if w.Reason == "hard" && b.src.Wants(config.EventBounce) {
+			e := b.bounce(w.CampaignID, w.Email, "hard", w.FiredAt)
+			e.CampaignID, e.ListID = w.CampaignID, w.ListID
+		}
+	case mailchimp.ListCampaign:
+		b.out.Campaign = &Campaign{ID: w.ID, Title: w.Subject, ListID: w.ListID, Fallback: true}
+	}
+	return b.out
+}
+
+func (b *builder) mandrill(m mailchimp.MandrillEvent) Result {
+	at, msg := m.Time(), m.MessageID()
+	var e *events.Event
+	switch m.Event {
+	case mailchimp.MandrillOpen:
+		if b.src.Wants(config.EventOpen) {
+			e = b.event(events.NameOpen, m.Msg.Email, at, "mandrill", msg, m.Event, at.Format(time.RFC3339))
+		}
+	case mailchimp.MandrillClick:
+		if b.src.Wants(config.EventClick) {
+			e = b.event(events.NameClick, m.Msg.Email, at, "mandrill", msg, m.Event, at.Format(time.RFC3339), m.URL)
+			e.URL = m.URL
+		}
+	case mailchimp.MandrillHardBounce, mailchimp.MandrillSoftBounce:
+		if b.src.Wants(config.EventBounce) {
+			e = b.bounce("mandrill:"+msg, m.Msg.Email, strings.TrimSuffix(m.Event, "_bounce"), at)
+		}
+	case mailchimp.MandrillSend:
+		if b.src.Wants(config.EventSent) {
+			e = b.event(events.NameSent, m.Msg.Email, at, "mandrill", msg, m.Event)
+			e.Subject, e.Tags = m.Msg.Subject, m.Msg.Tags
+		}
+	}
+	if e != nil {
+		// No campaign exists for a transactional message: its tags and
+		// subject stand in (DESIGN.md §5).
+		e.CampaignID = strings.Join(m.Msg.Tags, ",")
+		e.CampaignTitle = m.Msg.Subject
+		e.IP = m.IP
+	}
+	return b.out
+}
+
+func (b *builder) activity(m mailchimp.ActivityMember) Result {
+	for _, a := range m.Activity {
+		var e *events.Event
+		ts := a.Timestamp.UTC().Format(time.RFC3339)
+		switch a.Action {
+		case mailchimp.ActionOpen:
+			if b.src.Wants(config.EventOpen) {
+				e = b.event(events.NameOpen, m.EmailAddress, a.Timestamp, "activity", m.CampaignID, a.Action, ts)
+			}
+		case mailchimp.ActionClick:
+			if b.src.Wants(config.EventClick) {
+				e = b.event(events.NameClick, m.EmailAddress, a.Timestamp, "activity", m.CampaignID, a.Action, ts, a.URL)
+				e.URL = a.URL
+			}
+		case mailchimp.ActionBounce:
+			if b.src.Wants(config.EventBounce) {
+				e = b.bounce(m.CampaignID, m.EmailAddress, a.Type, a.Timestamp)
+			}
+		}
+		if e != nil {
+			e.CampaignID, e.ListID, e.IP = m.CampaignID, m.ListID, a.IP
+		}
+	}
+	return b.out
+}

@@ -1,0 +1,73 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+)
+
+// Main runs one service process: configuration from the environment and
+// SOURCES_FILE, a JSON logger, shared deps, then run under a context that
+// SIGINT/SIGTERM cancels. It exits non-zero on failure.
+func Main(name string, run func(ctx context.Context, d *Deps) error) {
+	if err := main(name, run); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+func main(name string, run func(ctx context.Context, d *Deps) error) error {
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if env.SourcesFile == "" {
+		return errors.New("SOURCES_FILE is required")
+	}
+	sources, err := config.LoadSources(env.SourcesFile)
+	if err != nil {
+		return err
+	}
+	log, err := NewLogger(env.LogLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	log = log.With(zap.String("service", name))
+	ctx, stop := SignalContext()
+	defer stop()
+	d, err := Open(ctx, env, sources, log, env.KafkaBrokers)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	log.Info("started", zap.Int("sources", len(sources.All())))
+	err = run(ctx, d)
+	log.Info("stopped", zap.Error(err))
+	return err
+}
+
+// Group runs fns until the first fails or ctx ends; it returns the first error.
+func Group(ctx context.Context, fns ...func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, fn := range fns {
+		g.Go(func() error { return fn(ctx) })
+	}
+	return g.Wait()
+}
+
+// ServeAdmin serves Admin(d) on ADMIN_ADDR until ctx ends.
+func ServeAdmin(ctx context.Context, d *Deps) error {
+	ln, err := net.Listen("tcp", d.Env.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return Serve(ctx, ln, Admin(d), d.Log)
+}

@@ -1,0 +1,217 @@
+// Package service wires the pipeline's parts into runnable services. Each
+// service's main and the all-in-one stack call the same functions here, so
+// the parts are wired once.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+)
+
+// NewLogger builds the process's JSON logger.
+func NewLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
+
+// SignalContext is cancelled by the first SIGINT or SIGTERM; a second one
+// exits at once.
+func SignalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		<-ch
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// Deps are the parts every service shares.
+type Deps struct {
+	Env     config.Env
+	Sources *config.Sources
+	Log     *zap.Logger
+	Brokers []string
+	Topics  kafka.Topics
+	Redis   *redis.Client
+	Codec   *events.Codec
+	Kafka   *kgo.Client // plain client: readiness, topic setup
+}
+
+// Open builds Deps: Redis client, Avro codec, Kafka client, and the
+// pipeline's topics (created when missing).
+func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap.Logger, brokers []string) (*Deps, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("KAFKA_BROKERS is required")
+	}
+	if env.RedisURL == "" {
+		return nil, errors.New("REDIS_URL is required")
+	}
+	rdb, err := redisconn.Open(env.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := events.NewCodec()
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kafka.ClientOpts(brokers, log)...)
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	d := &Deps{Env: env, Sources: sources, Log: log, Brokers: brokers, Topics: kafka.NewTopics(env.TopicPrefix),
+		Redis: rdb, Codec: codec, Kafka: cl}
+	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(setupCtx, cl, env.Partitions, env.Replication, d.Topics.All()...); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close releases the clients.
+func (d *Deps) Close() {
+	d.Kafka.Close()
+	d.Redis.Close()
+}
+
+// Ready are the readiness checks: Kafka and Redis reachable.
+func (d *Deps) Ready() []ingress.Check {
+	return []ingress.Check{
+		{Name: "kafka", Fn: func(ctx context.Context) error { return kafka.Ping(ctx, d.Kafka) }},
+		{Name: "redis", Fn: func(ctx context.Context) error { return redisconn.Ping(ctx, d.Redis) }},
+	}
+}
+
+// InstanceID names this instance for transactional ids: INSTANCE_ID, else
+// the host name (a pod name in Kubernetes, stable across restarts).
+func (d *Deps) InstanceID() string {
+	if d.Env.InstanceID != "" {
+		return d.Env.InstanceID
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "local"
+	}
+	return h
+}
+
+// Ingress serves the webhook API on ln until ctx ends.
+func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
+	producer, err := kgo.NewClient(append(kafka.ClientOpts(d.Brokers, d.Log),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)...)
+	if err != nil {
+		return fmt.Errorf("ingress: kafka: %w", err)
+	}
+	defer producer.Close()
+	h := ingress.NewHandler(ingress.Config{
+		Sources:        d.Sources,
+		Topic:          d.Topics.Raw,
+		ProduceTimeout: d.Env.ProduceTimeout,
+		Log:            d.Log.Named("ingress"),
+		Ready:          d.Ready(),
+	}, ingress.KafkaPublisher{Client: producer})
+	return Serve(ctx, ln, h, d.Log)
+}
+
+// Mapper runs the mapper loop until ctx ends.
+func Mapper(ctx context.Context, d *Deps) error {
+	return mapper.Run(ctx, mapper.Config{
+		Brokers:       d.Brokers,
+		Topics:        d.Topics,
+		Group:         d.Env.TopicPrefix + "mapper",
+		TransactionID: d.Env.TopicPrefix + "mapper-" + d.InstanceID(),
+		Sources:       d.Sources,
+		Codec:         d.Codec,
+		Identities:    identity.NewStore(d.Redis),
+		Campaigns:     campaigns.NewStore(d.Redis),
+		Log:           d.Log.Named("mapper"),
+		ClientOpts:    kafka.ClientOpts(d.Brokers, d.Log),
+	})
+}
+
+// Emitter runs the emitter loop until ctx ends.
+func Emitter(ctx context.Context, d *Deps) error {
+	return emitter.Run(ctx, emitter.Config{
+		Brokers:    d.Brokers,
+		Topics:     d.Topics,
+		Group:      d.Env.TopicPrefix + "emitter",
+		Sources:    d.Sources,
+		Codec:      d.Codec,
+		Heap:       &heap.Client{Timeout: d.Env.HeapTimeout},
+		HeapURL:    d.Env.HeapAPIURL,
+		Log:        d.Log.Named("emitter"),
+		ClientOpts: kafka.ClientOpts(d.Brokers, d.Log),
+	})
+}
+
+// Admin is the health and readiness API of the mapper and emitter.
+func Admin(d *Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", ingress.ReadyHandler(d.Ready()))
+	return mux
+}
+
+// Serve serves h on ln until ctx ends, then drains for up to 10 s.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("http"))}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}
