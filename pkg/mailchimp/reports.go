@@ -55,10 +55,10 @@ func (m ActivityMember) PartitionKey() string { return "c:" + m.CampaignID }
 
 // Campaign is the part of a /3.0/campaigns object the pipeline uses.
 type Campaign struct {
-	ID         string    `json:"id"`
-	Type       string    `json:"type"`
-	Status     string    `json:"status"`
-	SendTime   time.Time `json:"send_time"`
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	Status     string `json:"status"`
+	SendTime   string `json:"send_time"` // empty for drafts
 	Recipients struct {
 		ListID string `json:"list_id"`
 	} `json:"recipients"`

@@ -106,6 +106,13 @@ func (s *Sink) Inject(fs ...Fault) {
 	}
 }
 
+// ClearFaults drops the faults not answered yet.
+func (s *Sink) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // Accepted returns the events kept so far, in arrival order.
 func (s *Sink) Accepted() []Accepted {
 	s.mu.Lock()

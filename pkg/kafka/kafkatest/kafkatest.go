@@ -85,3 +85,30 @@ func Topics(t testing.TB, brokers []string, partitions int32) kafka.Topics {
 	}
 	return topics
 }
+
+// Consume reads committed records of topic from the start until it has want
+// of them, failing t after within. It then polls once more briefly, so a test
+// also sees records beyond want.
+func Consume(t testing.TB, brokers []string, topic string, want int, within time.Duration) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("kafkatest: %s: consumed %d of %d records within %s", topic, len(recs), want, within)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	extra, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	recs = append(recs, cl.PollFetches(extra).Records()...)
+	return recs
+}

@@ -1,0 +1,212 @@
+package emitter_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+)
+
+func TestHeapEvent(t *testing.T) {
+	at := time.Date(2026, 10, 2, 15, 2, 11, 0, time.UTC)
+	long := strings.Repeat("é", 3000)
+	e := events.Event{ID: "id1", Identity: "jordan@example.com", Name: events.NameClick, Time: at,
+		CampaignID: "c1", CampaignTitle: long, ListID: "l1", IP: "192.0.2.44", URL: "https://x.example/?a=1&b=2"}
+	got := emitter.HeapEvent(e)
+	if got.Identity != e.Identity || got.Event != "Click Email Link" || got.IdempotencyKey != "id1" ||
+		got.Timestamp != "2026-10-02T15:02:11.000Z" {
+		t.Fatalf("%+v", got)
+	}
+	want := map[string]string{"Campaign ID": "c1", "List ID": "l1", "IP": "192.0.2.44",
+		"Time": "2026-10-02T15:02:11.000Z", "URL": "https://x.example/?a=1&b=2"}
+	for k, v := range want {
+		if got.Properties[k] != v {
+			t.Errorf("%s = %v, want %v", k, got.Properties[k], v)
+		}
+	}
+	if title := got.Properties["Campaign Title"].(string); len([]rune(title)) != heap.MaxValueLen {
+		t.Errorf("title cut to %d runes, want %d", len([]rune(title)), heap.MaxValueLen)
+	}
+	for _, k := range []string{"Bounce Type", "Subject", "Tags"} {
+		if _, ok := got.Properties[k]; ok {
+			t.Errorf("empty %s sent", k)
+		}
+	}
+}
+
+type harness struct {
+	brokers []string
+	topics  kafka.Topics
+	codec   *events.Codec
+	sink    *heaptest.Server
+	sources *config.Sources
+	prefix  string
+}
+
+func newHarness(t *testing.T, opts ...heaptest.Option) *harness {
+	t.Helper()
+	brokers := kafkatest.Brokers(t)
+	h := &harness{brokers: brokers, topics: kafkatest.Topics(t, brokers, 3), sink: heaptest.NewServer(t, opts...),
+		prefix: kafkatest.Prefix(t)}
+	var err error
+	if h.codec, err = events.NewCodec(); err != nil {
+		t.Fatal(err)
+	}
+	if h.sources, err = config.NewSources(config.Source{ID: "acme", HeapAppID: h.prefix + "app"},
+		config.Source{ID: "beta", HeapAppID: h.prefix + "beta"}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) produce(t *testing.T, evs ...events.Event) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for _, e := range evs {
+		v, err := h.codec.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: h.topics.Events, Key: e.Key(), Value: v,
+			Headers: []kgo.RecordHeader{{Key: kafka.HeaderEventID, Value: []byte(e.ID)}}})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) event(i int, source string) events.Event {
+	src, _ := h.sources.Get(source)
+	return events.Event{ID: fmt.Sprintf("%s-%d", source, i), SourceID: source, AppID: src.HeapAppID,
+		Identity: fmt.Sprintf("user%d@example.com", i%7), EmailKey: "k", Name: events.NameOpen,
+		Time: time.Date(2026, 10, 2, 15, 0, i%60, 0, time.UTC), CampaignID: "c1", CampaignTitle: "October"}
+}
+
+// run starts an emitter and returns a stop function that waits for it.
+func (h *harness) run(t *testing.T, timeout time.Duration) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- emitter.Run(ctx, emitter.Config{
+			Brokers: h.brokers, Topics: h.topics, Group: h.prefix + "emitter", Sources: h.sources, Codec: h.codec,
+			Heap: &heap.Client{Timeout: timeout}, HeapURL: h.sink.URL, Log: zaptest.NewLogger(t),
+			MaxBackoff: 500 * time.Millisecond,
+		})
+	}()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("emitter.Run: %v", err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEmitterDeliversThroughFaults: 5xx, 429 with Retry-After, a timeout and
+// a malformed 2xx answer are retried; a poison event and an undecodable
+// record are dead-lettered with a reason; offsets are committed after.
+func TestEmitterDeliversThroughFaults(t *testing.T) {
+	h := newHarness(t)
+	h.sink.Inject(
+		heaptest.Fault{Status: 503, Body: "unavailable"},
+		heaptest.Fault{Status: 429, RetryAfter: "1"},
+		heaptest.Fault{Status: 200, Delay: 2 * time.Second}, // longer than the client's timeout
+		heaptest.Fault{Status: 500, Times: 2},
+	)
+	var evs []events.Event
+	for i := range 2500 {
+		evs = append(evs, h.event(i, "acme"))
+	}
+	for i := range 30 {
+		evs = append(evs, h.event(i, "beta"))
+	}
+	poison := h.event(9999, "acme")
+	poison.Identity = strings.Repeat("p", 300)
+	evs = append(evs, poison)
+	h.produce(t, evs...)
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: h.topics.Events, Value: []byte("not avro")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := h.run(t, 500*time.Millisecond)
+	waitFor(t, "2530 events in Heap", func() bool { return len(h.sink.Accepted()) == 2530 })
+	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 2, 30*time.Second)
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dead))
+	}
+	reasons := kafka.Header(dead[0], kafka.HeaderReason) + " | " + kafka.Header(dead[1], kafka.HeaderReason)
+	if !strings.Contains(reasons, "identity longer than 255") || !strings.Contains(reasons, "undecodable") {
+		t.Errorf("reasons: %s", reasons)
+	}
+	// Committed offsets reach the end of every partition.
+	adm := kadm.NewClient(cl)
+	waitFor(t, "offsets committed", func() bool {
+		ends, err := adm.ListEndOffsets(context.Background(), h.topics.Events)
+		if err != nil {
+			return false
+		}
+		committed, err := adm.FetchOffsets(context.Background(), h.prefix+"emitter")
+		if err != nil {
+			return false
+		}
+		ok := true
+		ends.Each(func(o kadm.ListedOffset) {
+			c, found := committed.Lookup(o.Topic, o.Partition)
+			if o.Offset > 0 && (!found || c.At != o.Offset) {
+				ok = false
+			}
+		})
+		return ok
+	})
+	stop()
+	st := h.sink.Stats()
+	for _, a := range h.sink.Accepted() {
+		if a.AppID == "" || a.IdempotencyKey == "" || a.Properties["Campaign Title"] != "October" {
+			t.Fatalf("accepted %+v", a)
+		}
+	}
+	// 2531 events to one app need at least three requests of at most 1000.
+	if st.Requests < 3+5 || st.Throttled != 0 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// A restarted emitter in the same group sends nothing again.
+	before := h.sink.Stats().Requests
+	stop = h.run(t, 500*time.Millisecond)
+	time.Sleep(time.Second)
+	stop()
+	if after := h.sink.Stats().Requests; after != before {
+		t.Errorf("restart sent %d more requests", after-before)
+	}
+}

@@ -1,0 +1,297 @@
+package ingress_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+)
+
+const secret = "s3cret-s3cret-s3cret"
+
+type env struct {
+	srv     *httptest.Server
+	topic   string
+	brokers []string
+	logs    *observer.ObservedLogs
+}
+
+func sources(t *testing.T) *config.Sources {
+	t.Helper()
+	sig := fixtures.Mandrill()
+	ss, err := config.NewSources(
+		config.Source{ID: "acme", HeapAppID: "app1", WebhookSecret: secret,
+			MandrillWebhookURL: sig.RegisteredURL, MandrillWebhookKey: sig.WebhookKey},
+		config.Source{ID: "nomandrill", HeapAppID: "app2"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss
+}
+
+func newEnv(t *testing.T, brokers []string, produceTimeout time.Duration) *env {
+	t.Helper()
+	topics := kafkatest.Topics(t, brokers, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	core, logs := observer.New(zap.DebugLevel)
+	h := ingress.NewHandler(ingress.Config{
+		Sources:        sources(t),
+		Topic:          topics.Raw,
+		ProduceTimeout: produceTimeout,
+		Log:            zap.New(core),
+		Ready: []ingress.Check{{Name: "kafka", Fn: func(ctx context.Context) error {
+			return kafka.Ping(ctx, cl)
+		}}},
+	}, ingress.KafkaPublisher{Client: cl})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, topic: topics.Raw, brokers: brokers, logs: logs}
+}
+
+// published counts the records in the topic.
+func (e *env) published(t *testing.T) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// consume reads every record of the topic.
+func (e *env) consume(t *testing.T, want int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(e.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records", len(recs), want)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	return recs
+}
+
+func (e *env) do(t *testing.T, method, path string, body []byte, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func signed(t *testing.T, key string, form url.Values) ([]byte, map[string]string) {
+	t.Helper()
+	sig := mailchimp.MandrillSignature(fixtures.Mandrill().RegisteredURL, key, form)
+	return []byte(form.Encode()), map[string]string{mailchimp.MandrillSignatureHdr: sig}
+}
+
+func mandrillBatch(n int) url.Values {
+	var evs []string
+	for i := range n {
+		evs = append(evs, fmt.Sprintf(`{"event":"open","ts":1759413912,"_id":"m%d","msg":{"_id":"m%d","email":"x@example.com"}}`, i, i))
+	}
+	return url.Values{"mandrill_events": {"[" + strings.Join(evs, ",") + "]"}}
+}
+
+func TestIngress(t *testing.T) {
+	e := newEnv(t, kafkatest.Brokers(t), 10*time.Second)
+	sig := fixtures.Mandrill()
+	mandrillBody := fixtures.Read("mandrill/webhook.form")
+	key := fixtures.Mandrill().WebhookKey
+	notJSON, notJSONHdr := signed(t, key, url.Values{"mandrill_events": {"not json"}})
+	tooMany, tooManyHdr := signed(t, key, mandrillBatch(1001))
+	atLimit, atLimitHdr := signed(t, key, mandrillBatch(1000))
+	twoFields, twoFieldsHdr := signed(t, key, url.Values{"mandrill_events": {"[]", "[]"}})
+	listPath := "/webhooks/mailchimp/acme/" + secret
+
+	type tc struct {
+		name      string
+		method    string
+		path      string
+		body      []byte
+		hdr       map[string]string
+		status    int
+		published int64
+	}
+	cases := []tc{
+		{"audience GET validation", "GET", listPath, nil, nil, 200, 0},
+		{"audience HEAD", "HEAD", listPath, nil, nil, 200, 0},
+		{"audience GET wrong secret", "GET", "/webhooks/mailchimp/acme/wrong-secret-wrong", nil, nil, 401, 0},
+		{"audience POST unknown source", "POST", "/webhooks/mailchimp/nobody/" + secret, fixtures.Read("list-webhooks/subscribe.form"), nil, 404, 0},
+		{"audience POST source without secret", "POST", "/webhooks/mailchimp/nomandrill/x", fixtures.Read("list-webhooks/subscribe.form"), nil, 404, 0},
+		{"audience POST wrong secret", "POST", "/webhooks/mailchimp/acme/" + secret + "x", fixtures.Read("list-webhooks/subscribe.form"), nil, 401, 0},
+		{"audience POST malformed", "POST", listPath, []byte("type=&fired_at=x"), nil, 400, 0},
+		{"audience POST bad encoding", "POST", listPath, []byte("type=subscribe&%zz"), nil, 400, 0},
+		{"audience POST unknown type", "POST", listPath, []byte("type=party&fired_at=2026-10-01+08%3A00%3A12"), nil, 400, 0},
+		{"audience POST too large", "POST", listPath, bytes.Repeat([]byte("a"), ingress.MaxListBody+1), nil, 413, 0},
+		{"mandrill HEAD", "HEAD", "/webhooks/mandrill/acme", nil, nil, 200, 0},
+		{"mandrill HEAD unknown", "HEAD", "/webhooks/mandrill/nobody", nil, nil, 404, 0},
+		{"mandrill HEAD not configured", "HEAD", "/webhooks/mandrill/nomandrill", nil, nil, 404, 0},
+		{"mandrill validation POST", "POST", "/webhooks/mandrill/acme", []byte(sig.ValidationPost.Body),
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.ValidationPost.XMandrillSignature}, 200, 0},
+		{"mandrill batch", "POST", "/webhooks/mandrill/acme", mandrillBody,
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 200, 9},
+		{"mandrill without signature", "POST", "/webhooks/mandrill/acme", mandrillBody, nil, 401, 0},
+		{"mandrill bad signature", "POST", "/webhooks/mandrill/acme", mandrillBody,
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.ValidationPost.XMandrillSignature}, 403, 0},
+		{"mandrill batch signed with the validation key", "POST", "/webhooks/mandrill/acme", mandrillBody,
+			map[string]string{mailchimp.MandrillSignatureHdr: mailchimp.MandrillSignature(sig.RegisteredURL, mailchimp.MandrillValidationKey, mustForm(mandrillBody))}, 403, 0},
+		{"mandrill unknown source", "POST", "/webhooks/mandrill/nobody", mandrillBody,
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 404, 0},
+		{"mandrill not JSON", "POST", "/webhooks/mandrill/acme", notJSON, notJSONHdr, 400, 0},
+		{"mandrill two fields", "POST", "/webhooks/mandrill/acme", twoFields, twoFieldsHdr, 400, 0},
+		{"mandrill 1001 events", "POST", "/webhooks/mandrill/acme", tooMany, tooManyHdr, 413, 0},
+		{"mandrill body too large", "POST", "/webhooks/mandrill/acme", bytes.Repeat([]byte("a"), ingress.MaxMandrillBody+1), nil, 413, 0},
+		{"mandrill 1000 events", "POST", "/webhooks/mandrill/acme", atLimit, atLimitHdr, 200, 1000},
+	}
+	for _, name := range fixtures.ListWebhookNames() {
+		cases = append(cases, tc{"audience " + name, "POST", listPath, fixtures.ListWebhooks()[name], nil, 200, 1})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.published(t)
+			resp := e.do(t, c.method, c.path, c.body, c.hdr)
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, c.status)
+			}
+			if got := e.published(t) - before; got != c.published {
+				t.Fatalf("published %d records, want %d", got, c.published)
+			}
+		})
+	}
+	t.Run("no email or secret in logs", func(t *testing.T) {
+		for _, entry := range e.logs.All() {
+			b, _ := json.Marshal(entry.ContextMap())
+			line := entry.Message + string(b)
+			if strings.Contains(line, "@") || strings.Contains(line, secret) || strings.Contains(line, key) {
+				t.Fatalf("log leaks an address or secret: %s", line)
+			}
+		}
+	})
+}
+
+func mustForm(body []byte) url.Values {
+	f, err := url.ParseQuery(string(body))
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// TestIngressPublishesByteForByte checks the records: one per unit, exactly
+// the bytes received, with the contract's headers.
+func TestIngressPublishesByteForByte(t *testing.T) {
+	e := newEnv(t, kafkatest.Brokers(t), 10*time.Second)
+	cleaned := fixtures.Read("list-webhooks/cleaned-hard.form")
+	resp := e.do(t, "POST", "/webhooks/mailchimp/acme/"+secret, cleaned, map[string]string{"X-Request-Id": "req-1"})
+	if resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") != "req-1" {
+		t.Fatalf("status %d request id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	body := fixtures.Read("mandrill/webhook.form")
+	resp = e.do(t, "POST", "/webhooks/mandrill/acme", body, map[string]string{mailchimp.MandrillSignatureHdr: fixtures.Mandrill().XMandrillSignature})
+	if resp.StatusCode != 200 {
+		t.Fatalf("mandrill status %d", resp.StatusCode)
+	}
+	units, err := mailchimp.SplitMandrillBatch(mustForm(body).Get("mandrill_events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{string(cleaned): mailchimp.KindListWebhook}
+	for _, u := range units {
+		want[string(u)] = mailchimp.KindMandrillEvent
+	}
+	recs := e.consume(t, 1+len(units))
+	if len(recs) != len(want) {
+		t.Fatalf("got %d records, want %d", len(recs), len(want))
+	}
+	for _, r := range recs {
+		kind, ok := want[string(r.Value)]
+		if !ok {
+			t.Fatalf("record value is not a received unit: %.80s", r.Value)
+		}
+		if got := kafka.Header(r, kafka.HeaderKind); got != kind {
+			t.Errorf("kind %q, want %q", got, kind)
+		}
+		if got := kafka.Header(r, kafka.HeaderSource); got != "acme" {
+			t.Errorf("source %q", got)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, kafka.Header(r, kafka.HeaderReceivedAt)); err != nil {
+			t.Errorf("received-at: %v", err)
+		}
+		if kafka.Header(r, kafka.HeaderRequestID) == "" {
+			t.Error("no request id")
+		}
+		if !strings.HasPrefix(string(r.Key), "acme/") {
+			t.Errorf("key %q", r.Key)
+		}
+	}
+}
+
+// TestIngressKafkaUnavailable: never 2xx for a payload that is not in Kafka.
+func TestIngressKafkaUnavailable(t *testing.T) {
+	c := kafkatest.NewCluster(t)
+	e := newEnv(t, c.ListenAddrs(), 2*time.Second)
+	if resp := e.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("readyz %d before the outage", resp.StatusCode)
+	}
+	c.Close()
+	resp := e.do(t, "POST", "/webhooks/mailchimp/acme/"+secret, fixtures.Read("list-webhooks/cleaned-hard.form"), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	if resp := e.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz %d during the outage, want 503", resp.StatusCode)
+	}
+	if resp := e.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("healthz %d: the process itself is healthy", resp.StatusCode)
+	}
+}
