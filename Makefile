@@ -1,0 +1,57 @@
+# mailchimp-heap: see README.md. Every target works on a machine with only Go.
+GO      ?= go
+TIMEOUT ?= 30m
+
+.PHONY: all test test-short vet fmt fmt-check run build bench fuzz kafka kafka-stop ci clean
+
+all: vet test
+
+## test: vet, then every module's tests with the race detector (kfake, and
+## redis-server when installed, else embedded miniredis, which the output says).
+test: vet
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) work
+
+## test-short: the same without the process-restart tests.
+test-short:
+	$(GO) test -race -count=1 -short work
+
+vet: fmt-check
+	$(GO) vet work
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## run: the whole pipeline in one process on embedded Kafka, Redis and a Heap
+## stand-in, posting the fixture webhooks once (DEMO=0 to skip).
+run:
+	DEMO=$${DEMO:-1} $(GO) run ./services/stack
+
+build:
+	@mkdir -p bin
+	for s in ingress mapper emitter stack; do CGO_ENABLED=0 $(GO) build -o bin/$$s ./services/$$s || exit 1; done
+
+## bench: benchmarks, each beside its baseline measured in the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 work | tee bench.out
+
+## fuzz: each webhook parser for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseListWebhook$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
+	$(GO) test -run '^$$' -fuzz '^FuzzMandrill$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
+
+## kafka: a real single-node Apache Kafka 4.x (KRaft) on 127.0.0.1:19092, from Maven Central.
+kafka:
+	.ci/kafka.sh start
+
+kafka-stop:
+	.ci/kafka.sh stop
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf bin data bench.out
