@@ -27,6 +27,7 @@ type Env struct {
 	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
 	ProduceTimeout time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"8s"`
 	HeapTimeout    time.Duration `env:"HEAP_TIMEOUT" envDefault:"30s"`
+	LedgerTTL      time.Duration `env:"LEDGER_TTL" envDefault:"24h"`
 	Demo           bool          `env:"DEMO"`
 }
 
@@ -65,6 +66,9 @@ func (e Env) Validate() error {
 	}
 	if e.HeapTimeout <= 0 {
 		errs = append(errs, errors.New("HEAP_TIMEOUT must be positive"))
+	}
+	if e.LedgerTTL <= 0 {
+		errs = append(errs, errors.New("LEDGER_TTL must be positive"))
 	}
 	if e.IngressAddr == "" {
 		errs = append(errs, errors.New("INGRESS_ADDR must not be empty"))

@@ -16,6 +16,12 @@ const (
 	HeapEUURL = "https://c.eu.heap-api.com"
 )
 
+// Heap's documented bulk-track limits (DESIGN.md §3).
+const (
+	HeapAppEventsPerMinute      = 15000
+	HeapIdentityEventsPerMinute = 1000
+)
+
 // Event kinds a source can emit; sent is opt-in.
 const (
 	EventOpen   = "open"
@@ -38,6 +44,10 @@ type Source struct {
 	MandrillWebhookURL string   `yaml:"mandrill_webhook_url" json:"mandrill_webhook_url"`
 	MandrillWebhookKey string   `yaml:"mandrill_webhook_key" json:"mandrill_webhook_key"`
 	Events             []string `yaml:"events" json:"events"`
+	// Heap's documented limits by default; lower them to leave room for
+	// other senders to the same app.
+	AppEventsPerMinute      int `yaml:"app_events_per_minute" json:"app_events_per_minute"`
+	IdentityEventsPerMinute int `yaml:"identity_events_per_minute" json:"identity_events_per_minute"`
 }
 
 // Wants reports whether the source emits events of kind ev.
@@ -76,6 +86,12 @@ func (s *Source) applyDefaults() {
 	if len(s.Events) == 0 {
 		s.Events = []string{EventOpen, EventClick, EventBounce}
 	}
+	if s.AppEventsPerMinute == 0 {
+		s.AppEventsPerMinute = HeapAppEventsPerMinute
+	}
+	if s.IdentityEventsPerMinute == 0 {
+		s.IdentityEventsPerMinute = HeapIdentityEventsPerMinute
+	}
 }
 
 // Validate reports what is wrong with one source.
@@ -98,6 +114,12 @@ func (s Source) Validate() error {
 	}
 	if (s.MandrillWebhookURL == "") != (s.MandrillWebhookKey == "") {
 		errs = append(errs, errors.New("mandrill_webhook_url and mandrill_webhook_key go together"))
+	}
+	if s.AppEventsPerMinute < 1 || s.AppEventsPerMinute > HeapAppEventsPerMinute {
+		errs = append(errs, fmt.Errorf("app_events_per_minute %d must be 1..%d (Heap's limit)", s.AppEventsPerMinute, HeapAppEventsPerMinute))
+	}
+	if s.IdentityEventsPerMinute < 1 || s.IdentityEventsPerMinute > HeapIdentityEventsPerMinute {
+		errs = append(errs, fmt.Errorf("identity_events_per_minute %d must be 1..%d (Heap's limit)", s.IdentityEventsPerMinute, HeapIdentityEventsPerMinute))
 	}
 	for _, ev := range s.Events {
 		if !slices.Contains([]string{EventOpen, EventClick, EventBounce, EventSent}, ev) {

@@ -1,6 +1,11 @@
-// Package emitter delivers heap.events to Heap's Track API in bulk requests
-// and commits offsets only for events Heap accepted or that were
-// dead-lettered with Heap's answer.
+// Package emitter delivers heap.events to Heap's Track API in bulk requests,
+// paced under Heap's limits, and commits offsets only up to the contiguous
+// prefix of events Heap accepted or that were dead-lettered with Heap's answer.
+//
+// One goroutine polls Kafka and hands each event to the queue of its Heap app;
+// one worker per app packs, paces and sends requests. An app whose queue is
+// full (its budget is spent, or Heap is down) pauses the partitions holding its
+// events, so memory stays bounded while other apps keep flowing.
 package emitter
 
 import (
@@ -9,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -19,11 +25,29 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 )
 
 // Tracker sends one bulk request.
 type Tracker interface {
 	Track(ctx context.Context, baseURL, appID string, evs []heap.Event) error
+}
+
+// Pacer grants n events of an app's per-minute budget, or says how long to wait.
+type Pacer interface {
+	Reserve(ctx context.Context, app string, limitPerMin, n int) (time.Duration, error)
+}
+
+// Stats is the emitter's state after a poll, for metrics and tests.
+type Stats struct {
+	Queued           int // events waiting in app queues
+	PausedPartitions int
+}
+
+// Ledger remembers which events Heap already accepted.
+type Ledger interface {
+	Delivered(ctx context.Context, app string, ids []string) (map[string]bool, error)
+	Record(ctx context.Context, app string, ids []string) error
 }
 
 // Config is what the emitter needs.
@@ -35,14 +59,21 @@ type Config struct {
 	Codec      *events.Codec
 	Heap       Tracker
 	HeapURL    string // HEAP_API_URL; empty means each source's region default
+	Pacer      Pacer  // nil: no pacing
+	// PacePeriod is the window of the per-minute limits; tests shorten it.
+	PacePeriod time.Duration
+	Observe    func(Stats) // called after each poll, when set
+	Ledger     Ledger // nil: no ledger (Heap's idempotency key alone dedups)
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
+	MaxQueued  int           // events queued per app before its partitions pause; default 20000
+	Linger     time.Duration // wait for a fuller batch; default 20ms
 	MaxBackoff time.Duration // default 30s
 	ClientOpts []kgo.Opt
 }
 
-// Run consumes heap.events until ctx ends.
+// Run consumes heap.events until ctx ends, then commits what was delivered.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Group == "" {
 		cfg.Group = "emitter"
@@ -53,110 +84,492 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.MaxBatch <= 0 || cfg.MaxBatch > heap.MaxBatch {
 		cfg.MaxBatch = heap.MaxBatch
 	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = 20000
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
+	if cfg.PacePeriod <= 0 {
+		cfg.PacePeriod = time.Minute
+	}
+	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[string]*pacing.Identities{}}
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.DisableAutoCommit(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.OnPartitionsRevoked(l.revoked),
+		kgo.OnPartitionsLost(l.lost),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("emitter: client: %w", err)
 	}
+	l.cl = cl
 	defer cl.Close()
-	e := &loop{cfg: cfg, cl: cl}
-	return e.run(ctx)
+	return l.run(ctx)
+}
+
+type tp struct {
+	topic string
+	part  int32
+}
+
+type batchKey struct{ url, app string }
+
+// entry is one polled record; done once Heap accepted it or it was dead-lettered.
+type entry struct {
+	rec  *kgo.Record
+	done bool
+}
+
+// partition tracks the polled, not yet committable records of one partition.
+type partition struct {
+	entries []*entry // offset order
+	apps    map[batchKey]int
+	gone    bool // revoked: its queued items are abandoned
+}
+
+type item struct {
+	e   *entry
+	p   *partition
+	k   batchKey
+	ev  heap.Event
+	src config.Source
+}
+
+type queue struct {
+	key    batchKey
+	items  []*item
+	wake   chan struct{}
+	paused bool
 }
 
 type loop struct {
 	cfg Config
 	cl  *kgo.Client
+
+	mu     sync.Mutex
+	parts  map[tp]*partition
+	queues map[batchKey]*queue
+	paused map[tp]bool
+	idents map[string]*pacing.Identities
+	wg     sync.WaitGroup
 }
 
 func (l *loop) run(ctx context.Context) error {
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer func() {
+		stopWork()
+		l.wg.Wait()
+		// Commit what was delivered before leaving the group.
+		l.mu.Lock()
+		l.markAll()
+		l.mu.Unlock()
+		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := l.cl.CommitMarkedOffsets(commitCtx); err != nil {
+			l.cfg.Log.Warn("final offset commit failed; delivered events may be sent again", zap.Error(err))
+		}
+	}()
 	for {
-		fetches := l.cl.PollRecords(ctx, l.cfg.MaxPoll)
+		pollCtx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		fetches := l.cl.PollRecords(pollCtx, l.cfg.MaxPoll)
+		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(t string, p int32, err error) {
-			l.cfg.Log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := l.deliver(ctx, recs); err != nil {
-			if ctx.Err() != nil {
-				return nil // not committed: the next owner delivers again, Heap dedups
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				l.cfg.Log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 			}
-			return err
+		})
+		l.accept(workCtx, fetches.Records())
+		l.mu.Lock()
+		l.flowControl()
+		l.markAll()
+		st := Stats{PausedPartitions: len(l.paused)}
+		for _, q := range l.queues {
+			st.Queued += len(q.items)
 		}
-		commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err := l.cl.CommitRecords(commitCtx, recs...)
-		cancel()
-		if err != nil {
-			// Redelivery after a failed commit is harmless: the idempotency key holds.
-			l.cfg.Log.Warn("offset commit failed; events may be sent again", zap.Error(err))
+		l.mu.Unlock()
+		if l.cfg.Observe != nil {
+			l.cfg.Observe(st)
 		}
 	}
 }
 
-type item struct {
-	rec *kgo.Record
-	ev  heap.Event
-}
-
-type batchKey struct{ url, app string }
-
-// deliver sends every record to Heap or to heap.events.dlq. It returns only
-// when that is done, or with ctx's error.
-func (l *loop) deliver(ctx context.Context, recs []*kgo.Record) error {
+// accept registers polled records and queues their events per app.
+func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 	var dead []*kgo.Record
-	groups := map[batchKey][]item{}
-	var order []batchKey
+	var deadEntries []*entry
+	l.mu.Lock()
+	defer func() {
+		l.mu.Unlock()
+		if len(dead) > 0 {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				if l.produceDead(ctx, dead) {
+					l.finish(deadEntries)
+				}
+			}()
+		}
+	}()
 	for _, r := range recs {
+		key := tp{r.Topic, r.Partition}
+		p := l.parts[key]
+		if p == nil {
+			p = &partition{apps: map[batchKey]int{}}
+			l.parts[key] = p
+		}
+		e := &entry{rec: r}
+		p.entries = append(p.entries, e)
 		ev, err := l.cfg.Codec.Decode(r.Value)
 		if err != nil {
-			dead = append(dead, l.deadLetter(r, "undecodable: "+err.Error()))
+			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
 		}
 		src, ok := l.cfg.Sources.Get(ev.SourceID)
 		if !ok {
-			dead = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID))
+			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID)), append(deadEntries, e)
 			continue
 		}
 		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: ev.AppID}
-		if _, seen := groups[k]; !seen {
-			order = append(order, k)
+		q := l.queues[k]
+		if q == nil {
+			q = &queue{key: k, wake: make(chan struct{}, 1)}
+			l.queues[k] = q
+			l.wg.Add(1)
+			go l.work(ctx, q)
 		}
-		groups[k] = append(groups[k], item{rec: r, ev: HeapEvent(ev)})
-	}
-	for _, k := range order {
-		for chunk := range slices.Chunk(groups[k], l.cfg.MaxBatch) {
-			d, err := l.send(ctx, k, chunk)
-			if err != nil {
-				return err
-			}
-			dead = append(dead, d...)
-		}
-	}
-	if len(dead) > 0 {
-		if err := l.cl.ProduceSync(ctx, dead...).FirstErr(); err != nil {
-			return fmt.Errorf("emitter: dead-letter: %w", err)
+		q.items = append(q.items, &item{e: e, p: p, k: k, ev: HeapEvent(ev), src: src})
+		p.apps[k]++
+		select {
+		case q.wake <- struct{}{}:
+		default:
 		}
 	}
-	return nil
 }
 
-// send delivers one chunk, retrying what may succeed later and splitting a
-// rejected chunk until the bad events are isolated. It returns the dead letters.
-func (l *loop) send(ctx context.Context, k batchKey, items []item) ([]*kgo.Record, error) {
+// flowControl pauses the partitions holding events of apps whose queue is
+// full and resumes them once it drained to half. Caller holds mu.
+func (l *loop) flowControl() {
+	want := map[tp]bool{}
+	for _, q := range l.queues {
+		switch n := len(q.items); {
+		case n >= l.cfg.MaxQueued && !q.paused:
+			q.paused = true
+			l.cfg.Log.Info("app backlog full; pausing its partitions", zap.String("app", q.key.app), zap.Int("queued", n))
+		case n <= l.cfg.MaxQueued/2 && q.paused:
+			q.paused = false
+			l.cfg.Log.Info("app backlog drained; resuming", zap.String("app", q.key.app), zap.Int("queued", n))
+		}
+		if !q.paused {
+			continue
+		}
+		for key, p := range l.parts {
+			if p.apps[q.key] > 0 {
+				want[key] = true
+			}
+		}
+	}
+	pause, resume := map[string][]int32{}, map[string][]int32{}
+	for key := range want {
+		if !l.paused[key] {
+			pause[key.topic] = append(pause[key.topic], key.part)
+		}
+	}
+	for key := range l.paused {
+		if !want[key] {
+			resume[key.topic] = append(resume[key.topic], key.part)
+		}
+	}
+	if len(pause) > 0 {
+		l.cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		l.cl.ResumeFetchPartitions(resume)
+	}
+	l.paused = want
+}
+
+// markAll marks, per partition, the contiguous prefix of done records for
+// the next autocommit. Caller holds mu.
+func (l *loop) markAll() {
+	for _, p := range l.parts {
+		l.markPrefix(p)
+	}
+}
+
+func (l *loop) markPrefix(p *partition) {
+	i := 0
+	for i < len(p.entries) && p.entries[i].done {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	l.cl.MarkCommitRecords(p.entries[i-1].rec)
+	p.entries = p.entries[i:]
+}
+
+// revoked marks what was delivered on the revoked partitions, commits it,
+// and abandons their queued events: the next owner sends them.
+func (l *loop) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	l.drop(m, true)
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		l.cfg.Log.Warn("commit on revoke failed; delivered events may be sent again", zap.Error(err))
+	}
+}
+
+func (l *loop) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.drop(m, false) }
+
+func (l *loop) drop(m map[string][]int32, mark bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for topic, parts := range m {
+		for _, part := range parts {
+			key := tp{topic, part}
+			p := l.parts[key]
+			if p == nil {
+				continue
+			}
+			if mark {
+				l.markPrefix(p)
+			}
+			p.gone = true
+			delete(l.parts, key)
+			delete(l.paused, key)
+		}
+	}
+	for _, q := range l.queues {
+		q.items = slices.DeleteFunc(q.items, func(it *item) bool { return it.p.gone })
+	}
+}
+
+// finish marks entries done.
+func (l *loop) finish(es []*entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range es {
+		e.done = true
+	}
+}
+
+// work sends one app's queue, one request at a time, until ctx ends.
+func (l *loop) work(ctx context.Context, q *queue) {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+		}
+		for {
+			batch := l.take(ctx, q)
+			if len(batch) == 0 {
+				break
+			}
+			if !l.deliver(ctx, q.key, batch) {
+				return // ctx ended: undelivered events stay uncommitted
+			}
+		}
+	}
+}
+
+// take pops the next batch, lingering briefly for a fuller one.
+func (l *loop) take(ctx context.Context, q *queue) []*item {
+	l.mu.Lock()
+	n, limit := len(q.items), l.batchLimit(q)
+	l.mu.Unlock()
+	if n > 0 && n < limit {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(l.cfg.Linger):
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	limit = l.batchLimit(q)
+	n = min(limit, len(q.items))
+	batch := slices.Clone(q.items[:n])
+	q.items = slices.Delete(q.items, 0, n)
+	return batch
+}
+
+// batchLimit is the largest request: Heap's 1000, or less when pacing grants less. Caller holds mu.
+func (l *loop) batchLimit(q *queue) int {
+	limit := l.cfg.MaxBatch
+	if len(q.items) > 0 && l.cfg.Pacer != nil {
+		limit = min(limit, pacing.MaxBatch(q.items[0].src.AppEventsPerMinute))
+	}
+	return limit
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off on errors: a
+// dependency outage pauses delivery, it never drops or dead-letters events.
+func (l *loop) retry(ctx context.Context, what string, fn func() error) bool {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = l.cfg.MaxBackoff
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		wait := bo.NextBackOff()
+		l.cfg.Log.Warn(what+" failed; retrying", zap.Duration("in", wait), zap.Error(err))
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// deliver takes one batch to Heap or the dead-letter topic. It returns false
+// only when ctx ended first.
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
+	src := batch[0].src
+	if l.cfg.Ledger != nil {
+		var seen map[string]bool
+		ids := make([]string, len(batch))
+		for i, it := range batch {
+			ids[i] = it.ev.IdempotencyKey
+		}
+		if !l.retry(ctx, "ledger lookup", func() (err error) { seen, err = l.cfg.Ledger.Delivered(ctx, k.app, ids); return err }) {
+			return false
+		}
+		var skipped []*entry
+		batch = slices.DeleteFunc(batch, func(it *item) bool {
+			if seen[it.ev.IdempotencyKey] {
+				skipped = append(skipped, it.e)
+				return true
+			}
+			return false
+		})
+		l.finish(skipped)
+		if len(batch) == 0 {
+			return true
+		}
+	}
+	if !l.pace(ctx, k, src, batch) {
+		return false
+	}
+	delivered, dead, err := l.send(ctx, k, batch)
+	if err != nil {
+		return false
+	}
+	if l.cfg.Ledger != nil && len(delivered) > 0 {
+		ids := make([]string, len(delivered))
+		for i, it := range delivered {
+			ids[i] = it.ev.IdempotencyKey
+		}
+		// Best effort: Heap's idempotency key still guards a resend.
+		if err := l.cfg.Ledger.Record(ctx, k.app, ids); err != nil {
+			l.cfg.Log.Warn("ledger record failed", zap.String("app", k.app), zap.Error(err))
+		}
+	}
+	l.finish(entries(delivered))
+	if len(dead) > 0 {
+		recs := make([]*kgo.Record, len(dead))
+		for i, d := range dead {
+			recs[i] = d.rec
+		}
+		if !l.produceDead(ctx, recs) {
+			return false
+		}
+		es := make([]*entry, len(dead))
+		for i, d := range dead {
+			es[i] = d.e
+		}
+		l.finish(es)
+	}
+	return true
+}
+
+func entries(items []*item) []*entry {
+	es := make([]*entry, len(items))
+	for i, it := range items {
+		es[i] = it.e
+	}
+	return es
+}
+
+// pace waits until the identities' and the app's budgets allow the batch.
+func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []*item) bool {
+	if l.cfg.Pacer == nil {
+		return true
+	}
+	l.mu.Lock()
+	ids := l.idents[k.app]
+	if ids == nil {
+		ids = pacing.NewIdentities(src.IdentityEventsPerMinute, l.cfg.PacePeriod)
+		l.idents[k.app] = ids
+	}
+	l.mu.Unlock()
+	per := map[string]int{}
+	for _, it := range batch {
+		per[it.ev.Identity]++
+	}
+	var wait time.Duration
+	for id, n := range per {
+		wait = max(wait, ids.Reserve(id, n))
+	}
+	if wait > 0 {
+		l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+	for {
+		var wait time.Duration
+		if !l.retry(ctx, "app pacing", func() (err error) {
+			wait, err = l.cfg.Pacer.Reserve(ctx, k.app, src.AppEventsPerMinute, len(batch))
+			return err
+		}) {
+			return false
+		}
+		if wait == 0 {
+			return true
+		}
+		l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+type deadItem struct {
+	e   *entry
+	rec *kgo.Record
+}
+
+// send delivers items, retrying what may succeed later and splitting a
+// rejected request until the bad events are isolated. It returns the
+// delivered items and the dead letters, or ctx's error.
+func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []deadItem, error) {
 	evs := make([]heap.Event, len(items))
 	for i, it := range items {
 		evs[i] = it.ev
@@ -169,30 +582,35 @@ func (l *loop) send(ctx context.Context, k batchKey, items []item) ([]*kgo.Recor
 		switch {
 		case err == nil:
 			l.cfg.Log.Debug("delivered", zap.String("app", k.app), zap.Int("events", len(evs)))
-			return nil, nil
+			return items, nil, nil
 		case errors.Is(err, heap.ErrRejected):
 			if len(items) == 1 {
-				return []*kgo.Record{l.deadLetter(items[0].rec, err.Error())}, nil
+				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error())}}, nil
 			}
 			half := len(items) / 2
-			a, err := l.send(ctx, k, items[:half])
+			okA, deadA, err := l.send(ctx, k, items[:half])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			b, err := l.send(ctx, k, items[half:])
-			return append(a, b...), err
+			okB, deadB, err := l.send(ctx, k, items[half:])
+			return append(okA, okB...), append(deadA, deadB...), err
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		wait := max(heap.RetryAfter(err), bo.NextBackOff())
 		l.cfg.Log.Warn("heap track failed; retrying", zap.String("app", k.app), zap.Int("events", len(evs)),
 			zap.Duration("in", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+		if !sleep(ctx, wait) {
+			return nil, nil, ctx.Err()
 		}
 	}
+}
+
+// produceDead writes dead letters durably, retrying until ctx ends.
+func (l *loop) produceDead(ctx context.Context, recs []*kgo.Record) bool {
+	return l.retry(ctx, "dead-letter produce", func() error {
+		return l.cl.ProduceSync(ctx, recs...).FirstErr()
+	})
 }
 
 func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {

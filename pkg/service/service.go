@@ -27,7 +27,9 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 )
 
@@ -181,6 +183,8 @@ func Emitter(ctx context.Context, d *Deps) error {
 		Codec:      d.Codec,
 		Heap:       &heap.Client{Timeout: d.Env.HeapTimeout},
 		HeapURL:    d.Env.HeapAPIURL,
+		Pacer:      pacing.NewApps(d.Redis),
+		Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
 		Log:        d.Log.Named("emitter"),
 		ClientOpts: kafka.ClientOpts(d.Brokers, d.Log),
 	})

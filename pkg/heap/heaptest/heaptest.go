@@ -58,6 +58,7 @@ type Sink struct {
 	window     map[string][]time.Time // rate-limit key -> event times in the window
 	now        func() time.Time
 	onAccept   func(app string, evs []heap.Event)
+	faultFn    func(heap.TrackRequest) *Fault
 }
 
 // Option configures a Sink.
@@ -65,6 +66,13 @@ type Option func(*Sink)
 
 // WithLimits replaces the documented rate limits (Limits{} disables them).
 func WithLimits(l Limits) Option { return func(s *Sink) { s.limits = l } }
+
+// FaultFunc decides, per decoded request, an answer to give instead of
+// serving it (nil: serve). Use it for faults that depend on the request: a
+// poison event, an app that is down.
+func FaultFunc(fn func(heap.TrackRequest) *Fault) Option {
+	return func(s *Sink) { s.faultFn = fn }
+}
 
 // OnAccept is called with each request's newly kept events.
 func OnAccept(fn func(app string, evs []heap.Event)) Option {
@@ -176,6 +184,17 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if msg := validate(req); msg != "" {
 		s.reject(w, msg)
 		return
+	}
+	if s.faultFn != nil {
+		if f := s.faultFn(req); f != nil {
+			if f.Status == http.StatusBadRequest {
+				s.mu.Lock()
+				s.rejected++
+				s.mu.Unlock()
+			}
+			s.answerFault(w, r, *f)
+			return
+		}
 	}
 	kept, retryAfter := s.admit(req)
 	if retryAfter > 0 {
