@@ -105,6 +105,8 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
+		// A resumed partition joins the next fetch: keep long polls short.
+		kgo.FetchMaxWait(time.Second),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
 	)
@@ -146,10 +148,11 @@ type item struct {
 }
 
 type queue struct {
-	key    batchKey
-	items  []*item
-	wake   chan struct{}
-	paused bool
+	key      batchKey
+	items    []*item
+	inflight int // taken by the worker, not finished
+	wake     chan struct{}
+	paused   bool
 }
 
 type loop struct {
@@ -197,7 +200,7 @@ func (l *loop) run(ctx context.Context) error {
 		l.markAll()
 		st := Stats{PausedPartitions: len(l.paused)}
 		for _, q := range l.queues {
-			st.Queued += len(q.items)
+			st.Queued += len(q.items) + q.inflight
 		}
 		l.mu.Unlock()
 		if l.cfg.Observe != nil {
@@ -264,7 +267,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 func (l *loop) flowControl() {
 	want := map[tp]bool{}
 	for _, q := range l.queues {
-		switch n := len(q.items); {
+		switch n := len(q.items) + q.inflight; {
 		case n >= l.cfg.MaxQueued && !q.paused:
 			q.paused = true
 			l.cfg.Log.Info("app backlog full; pausing its partitions", zap.String("app", q.key.app), zap.Int("queued", n))
@@ -378,7 +381,11 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			if len(batch) == 0 {
 				break
 			}
-			if !l.deliver(ctx, q.key, batch) {
+			ok := l.deliver(ctx, q.key, batch)
+			l.mu.Lock()
+			q.inflight = 0
+			l.mu.Unlock()
+			if !ok {
 				return // ctx ended: undelivered events stay uncommitted
 			}
 		}
@@ -400,9 +407,26 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	limit = l.batchLimit(q)
-	n = min(limit, len(q.items))
-	batch := slices.Clone(q.items[:n])
-	q.items = slices.Delete(q.items, 0, n)
+	perIdentity := limit
+	if l.cfg.Pacer != nil && len(q.items) > 0 {
+		// An identity's budget grants at most its burst at once; its later
+		// events wait for the next batch, in order.
+		perIdentity = pacing.MaxBatch(q.items[0].src.IdentityEventsPerMinute)
+	}
+	counts := map[string]int{}
+	var batch []*item
+	rest := q.items[:0]
+	for _, it := range q.items {
+		if len(batch) < limit && counts[it.ev.Identity] < perIdentity {
+			counts[it.ev.Identity]++
+			batch = append(batch, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	clear(q.items[len(rest):])
+	q.items = rest
+	q.inflight = len(batch)
 	return batch
 }
 
@@ -517,48 +541,53 @@ func entries(items []*item) []*entry {
 	return es
 }
 
-// pace waits until the identities' and the app's budgets allow the batch.
+// pace waits until the identities' and the app's budgets both allow the
+// batch now, so it is sent right after both were granted.
 func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []*item) bool {
 	if l.cfg.Pacer == nil {
 		return true
 	}
-	l.mu.Lock()
-	ids := l.idents[k.app]
-	if ids == nil {
-		ids = pacing.NewIdentities(src.IdentityEventsPerMinute, l.cfg.PacePeriod)
-		l.idents[k.app] = ids
-	}
-	l.mu.Unlock()
+	ids := l.identities(k.app, src)
 	per := map[string]int{}
 	for _, it := range batch {
 		per[it.ev.Identity]++
 	}
-	var wait time.Duration
-	for id, n := range per {
-		wait = max(wait, ids.Reserve(id, n))
-	}
-	if wait > 0 {
-		l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
-		if !sleep(ctx, wait) {
-			return false
-		}
-	}
 	for {
-		var wait time.Duration
+		wait, undo := ids.Take(per)
+		if wait > 0 {
+			l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+			if !sleep(ctx, wait) {
+				return false
+			}
+			continue
+		}
 		if !l.retry(ctx, "app pacing", func() (err error) {
 			wait, err = l.cfg.Pacer.Reserve(ctx, k.app, src.AppEventsPerMinute, len(batch))
 			return err
 		}) {
+			undo()
 			return false
 		}
 		if wait == 0 {
 			return true
 		}
+		undo()
 		l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
 		if !sleep(ctx, wait) {
 			return false
 		}
 	}
+}
+
+func (l *loop) identities(app string, src config.Source) *pacing.Identities {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := l.idents[app]
+	if ids == nil {
+		ids = pacing.NewIdentities(src.IdentityEventsPerMinute, l.cfg.PacePeriod)
+		l.idents[app] = ids
+	}
+	return ids
 }
 
 type deadItem struct {

@@ -72,9 +72,21 @@ func newHarness(t *testing.T, opts ...heaptest.Option) *harness {
 	return h
 }
 
-func (h *harness) produce(t *testing.T, evs ...events.Event) {
+func (h *harness) produce(t *testing.T, evs ...events.Event) { h.produceTo(t, -1, evs...) }
+
+// produceTo writes evs to one partition, or by key when partition is -1.
+func (h *harness) produceTo(t *testing.T, partition int32, evs ...events.Event) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(
+		func(topic string) func(*kgo.Record, int) int {
+			hash := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+			return func(r *kgo.Record, n int) int {
+				if partition >= 0 {
+					return int(partition)
+				}
+				return hash.Partition(r, n)
+			}
+		})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,17 +113,19 @@ func (h *harness) event(i int, source string) events.Event {
 }
 
 // run starts an emitter and returns a stop function that waits for it.
-func (h *harness) run(t *testing.T, timeout time.Duration) func() {
+func (h *harness) run(t *testing.T, timeout time.Duration, opts ...func(*emitter.Config)) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- emitter.Run(ctx, emitter.Config{
-			Brokers: h.brokers, Topics: h.topics, Group: h.prefix + "emitter", Sources: h.sources, Codec: h.codec,
-			Heap: &heap.Client{Timeout: timeout}, HeapURL: h.sink.URL, Log: zaptest.NewLogger(t),
-			MaxBackoff: 500 * time.Millisecond,
-		})
-	}()
+	cfg := emitter.Config{
+		Brokers: h.brokers, Topics: h.topics, Group: h.prefix + "emitter", Sources: h.sources, Codec: h.codec,
+		Heap: &heap.Client{Timeout: timeout}, HeapURL: h.sink.URL, Log: zaptest.NewLogger(t),
+		MaxBackoff: 500 * time.Millisecond,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	go func() { done <- emitter.Run(ctx, cfg) }()
 	return func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -196,10 +196,10 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	kept, retryAfter := s.admit(req)
+	kept, retryAfter, which := s.admit(req)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
-		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "rate limit exceeded"})
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": which + " rate limit exceeded"})
 		return
 	}
 	if s.onAccept != nil && len(kept) > 0 {
@@ -331,13 +331,13 @@ func validate(req heap.TrackRequest) string {
 
 // admit applies the rate limits, then keeps the events not seen before.
 // It returns a wait when the request would go over a limit; nothing is kept then.
-func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration) {
+func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if wait := s.overLimit(req, now); wait > 0 {
+	if wait, which := s.overLimit(req, now); wait > 0 {
 		s.throttled++
-		return nil, wait
+		return nil, wait, which
 	}
 	var kept []heap.Event
 	for _, e := range req.Events {
@@ -352,14 +352,14 @@ func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration) {
 		s.accepted = append(s.accepted, Accepted{AppID: req.AppID, Event: e, ReceivedAt: now})
 		kept = append(kept, e)
 	}
-	return kept, 0
+	return kept, 0, ""
 }
 
 // overLimit counts every event of the request (Heap's limits are on events
 // received, deduplicated or not) against sliding one-window budgets.
-func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) time.Duration {
+func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) (time.Duration, string) {
 	if s.limits.Window <= 0 {
-		return 0
+		return 0, ""
 	}
 	perKey := map[string]int{}
 	if s.limits.PerApp > 0 {
@@ -371,10 +371,11 @@ func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) time.Duration {
 		}
 	}
 	var wait time.Duration
+	var which string
 	for k, n := range perKey {
-		limit := s.limits.PerIdentity
+		limit, kind := s.limits.PerIdentity, "identity"
 		if strings.HasPrefix(k, "app\x00") {
-			limit = s.limits.PerApp
+			limit, kind = s.limits.PerApp, "app"
 		}
 		ts := s.prune(k, now)
 		if len(ts)+n > limit {
@@ -390,17 +391,18 @@ func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) time.Duration {
 			if w > wait {
 				wait = w
 			}
+			which = kind
 		}
 	}
 	if wait > 0 {
-		return max(wait, time.Millisecond)
+		return max(wait, time.Millisecond), which
 	}
 	for k, n := range perKey {
 		for range n {
 			s.window[k] = append(s.window[k], now)
 		}
 	}
-	return 0
+	return 0, ""
 }
 
 func (s *Sink) prune(k string, now time.Time) []time.Time {

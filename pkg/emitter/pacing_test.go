@@ -1,0 +1,99 @@
+package emitter_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+)
+
+// TestEmitterPacesUnderHeapLimits: with the stand-in enforcing per-app and
+// per-identity limits (on a one-second window, so the test is short), a
+// backlog is delivered whole without a single 429.
+func TestEmitterPacesUnderHeapLimits(t *testing.T) {
+	const window = time.Second
+	h := newHarness(t, heaptest.WithLimits(heaptest.Limits{PerApp: 500, PerIdentity: 150, Window: window}))
+	var err error
+	if h.sources, err = config.NewSources(config.Source{ID: "acme", HeapAppID: h.prefix + "app",
+		AppEventsPerMinute: 500, IdentityEventsPerMinute: 150}); err != nil {
+		t.Fatal(err)
+	}
+	var evs []events.Event
+	for i := range 1500 {
+		evs = append(evs, h.event(i, "acme"))
+	}
+	h.produce(t, evs...)
+	rdb := redistest.Client(t)
+	apps := pacing.NewApps(rdb)
+	apps.Period = window
+	stop := h.run(t, 5*time.Second, func(c *emitter.Config) {
+		c.Pacer, c.PacePeriod = apps, window
+		c.Ledger = ledger.NewStore(rdb, time.Hour)
+	})
+	defer stop()
+	waitFor(t, "1500 events", func() bool { return len(h.sink.Accepted()) == 1500 })
+	if st := h.sink.Stats(); st.Throttled != 0 || st.Rejected != 0 {
+		t.Fatalf("stand-in answered 429 %d times (stats %+v)", st.Throttled, st)
+	}
+}
+
+// TestEmitterOtherAppsFlow: while one app's Heap requests fail, its backlog
+// stays bounded (its partitions pause) and another app's events, on other
+// partitions, flow.
+func TestEmitterOtherAppsFlow(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var h *harness
+	h = newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+		if down.Load() && req.AppID == h.prefix+"app" {
+			return &heaptest.Fault{Status: 503}
+		}
+		return nil
+	}))
+	var acme, beta []events.Event
+	for i := range 3000 {
+		acme = append(acme, h.event(i, "acme"))
+		if i%10 == 0 {
+			beta = append(beta, h.event(i, "beta"))
+		}
+	}
+	h.produceTo(t, 0, acme[:1500]...)
+	h.produceTo(t, 1, acme[1500:]...)
+	h.produceTo(t, 2, beta...)
+	var maxQueued, paused atomic.Int64
+	stop := h.run(t, time.Second, func(c *emitter.Config) {
+		c.MaxQueued, c.MaxPoll = 200, 100
+		c.Observe = func(s emitter.Stats) {
+			if int64(s.Queued) > maxQueued.Load() {
+				maxQueued.Store(int64(s.Queued))
+			}
+			if s.PausedPartitions > 0 {
+				paused.Store(1)
+			}
+		}
+	})
+	defer stop()
+	waitFor(t, "beta's 300 events while acme is down", func() bool { return len(h.sink.Accepted()) == 300 })
+	for _, a := range h.sink.Accepted() {
+		if a.AppID != h.prefix+"beta" {
+			t.Fatalf("acme delivered while down: %+v", a)
+		}
+	}
+	if paused.Load() == 0 {
+		t.Error("no partition paused while acme's backlog was full")
+	}
+	// The bound: MaxQueued plus at most one poll (and one in-flight batch).
+	if q := maxQueued.Load(); q > 200+100+1000 {
+		t.Errorf("queued up to %d events", q)
+	}
+	down.Store(false)
+	waitFor(t, "all 3300 events after acme recovers", func() bool { return len(h.sink.Accepted()) == 3300 })
+}
