@@ -34,9 +34,12 @@ func (c *Codec) Encode(e Event) ([]byte, error) {
 
 // Decode parses a single-object encoded event.
 func (c *Codec) Decode(b []byte) (Event, error) {
-	native, _, err := c.avro.NativeFromSingle(b)
+	native, rest, err := c.avro.NativeFromSingle(b)
 	if err != nil {
 		return Event{}, fmt.Errorf("events: decode: %w", err)
+	}
+	if len(rest) > 0 {
+		return Event{}, fmt.Errorf("events: decode: %d bytes after the event", len(rest))
 	}
 	m, ok := native.(map[string]any)
 	if !ok {

@@ -93,17 +93,18 @@ func ParseListWebhook(body []byte) (ListWebhook, error) {
 	w.NewEmail = w.Data["new_email"]
 	w.ID = w.Data["id"]
 	w.Subject = w.Data["subject"]
+	blank := func(s string) bool { return strings.TrimSpace(s) == "" }
 	switch w.Type {
 	case ListUpemail:
-		if w.OldEmail == "" || w.NewEmail == "" {
+		if blank(w.OldEmail) || blank(w.NewEmail) {
 			return ListWebhook{}, malformed("list webhook upemail: missing old_email or new_email")
 		}
 	case ListCampaign:
-		if w.ID == "" {
+		if blank(w.ID) {
 			return ListWebhook{}, malformed("list webhook campaign: missing data[id]")
 		}
 	default:
-		if w.Email == "" {
+		if blank(w.Email) {
 			return ListWebhook{}, malformed("list webhook %s: missing data[email]", w.Type)
 		}
 	}

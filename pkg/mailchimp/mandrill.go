@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
@@ -68,7 +69,12 @@ func SplitMandrillBatch(events string) ([]json.RawMessage, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, malformed("mandrill_events: %v", err)
 	}
-	if dec.More() {
+	if raw == nil {
+		return nil, malformed("mandrill_events: not an array")
+	}
+	// More() is false before a stray ']' or '}', so ask for the next token:
+	// only the end of input is fine.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, malformed("mandrill_events: trailing data")
 	}
 	for i, r := range raw {

@@ -2,6 +2,7 @@ package mailchimp
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -39,7 +40,7 @@ func ParseActivityMember(raw []byte) (ActivityMember, error) {
 	if m.CampaignID == "" {
 		return ActivityMember{}, malformed("email-activity member: missing campaign_id")
 	}
-	if m.EmailAddress == "" {
+	if strings.TrimSpace(m.EmailAddress) == "" {
 		return ActivityMember{}, malformed("email-activity member: missing email_address")
 	}
 	for i, a := range m.Activity {
