@@ -55,6 +55,7 @@ type Config struct {
 	Brokers    []string
 	Topics     kafka.Topics
 	Group      string // default "emitter"
+	InstanceID string // static group membership, as in the mapper; empty: dynamic
 	Sources    *config.Sources
 	Codec      *events.Codec
 	Heap       Tracker
@@ -63,7 +64,7 @@ type Config struct {
 	// PacePeriod is the window of the per-minute limits; tests shorten it.
 	PacePeriod time.Duration
 	Observe    func(Stats) // called after each poll, when set
-	Ledger     Ledger // nil: no ledger (Heap's idempotency key alone dedups)
+	Ledger     Ledger      // nil: no ledger (Heap's idempotency key alone dedups)
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
@@ -109,7 +110,11 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.FetchMaxWait(time.Second),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
+		kgo.SessionTimeout(15*time.Second),
 	)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("emitter: client: %w", err)

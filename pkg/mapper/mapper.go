@@ -41,13 +41,17 @@ type Config struct {
 	Topics        kafka.Topics
 	Group         string // consumer group; default "mapper"
 	TransactionID string // stable per instance, unique among live instances
-	Sources       *config.Sources
-	Codec         *events.Codec
-	Identities    Identities
-	Campaigns     Campaigns
-	Log           *zap.Logger
-	MaxPoll       int // records per transaction; default 2000
-	ClientOpts    []kgo.Opt
+	// InstanceID makes the instance a static group member: restarted under
+	// the same id, it takes its partitions back at once instead of waiting
+	// for the session timeout. Empty: a dynamic member.
+	InstanceID string
+	Sources    *config.Sources
+	Codec      *events.Codec
+	Identities Identities
+	Campaigns  Campaigns
+	Log        *zap.Logger
+	MaxPoll    int // records per transaction; default 2000
+	ClientOpts []kgo.Opt
 }
 
 // ErrDependency marks a failure of Redis (or another dependency) that says
@@ -91,7 +95,11 @@ func runSession(ctx context.Context, cfg Config) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.TransactionTimeout(60*time.Second),
+		kgo.SessionTimeout(15*time.Second),
 	)
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("mapper: session: %w", err)

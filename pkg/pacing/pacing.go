@@ -63,7 +63,7 @@ func MaxBatch(limitPerMin int) int {
 // identity, so one identity's events live on one partition and one emitter
 // instance owns them at a time: no shared state is needed.
 type Identities struct {
-	mu    sync.Mutex
+	mu     sync.Mutex
 	lims   map[string]*rate.Limiter
 	limit  int
 	period time.Duration

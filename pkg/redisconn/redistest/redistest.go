@@ -30,6 +30,9 @@ func URL(t testing.TB) string {
 	if bin, err := exec.LookPath("redis-server"); err == nil {
 		return startServer(t, bin)
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("redistest: CI must provide REDIS_URL or redis-server; it never falls back to miniredis")
+	}
 	noteOnce.Do(func() {
 		fmt.Fprintln(os.Stderr, "redistest: no REDIS_URL and no redis-server on PATH: using embedded miniredis")
 	})
@@ -64,20 +67,73 @@ func ping(t testing.TB, url string) {
 	}
 }
 
-func startServer(t testing.TB, bin string) string {
+// Server is a Redis a test owns and can restart: a redis-server process when
+// one is installed (always in CI), else miniredis.
+type Server struct {
+	URL     string
+	restart func(t testing.TB)
+}
+
+// Restart stops the server and starts it again on the same port. Data is
+// kept only by miniredis; a restarted redis-server comes back empty, as a
+// cache may.
+func (s *Server) Restart(t testing.TB) { s.restart(t) }
+
+// NewServer starts a Redis for t alone, ignoring REDIS_URL.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	if bin, err := exec.LookPath("redis-server"); err == nil {
+		var cmd *exec.Cmd
+		port, dir := freePort(t), t.TempDir()
+		start := func(t testing.TB) {
+			cmd = launch(t, bin, port, dir)
+		}
+		start(t)
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d", port), restart: func(t testing.TB) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			start(t)
+		}}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("redistest: CI needs redis-server on PATH")
+	}
+	m := miniredis.RunT(t)
+	return &Server{URL: "redis://" + m.Addr(), restart: func(t testing.TB) {
+		m.Close()
+		if err := m.Restart(); err != nil {
+			t.Fatalf("redistest: restart miniredis: %v", err)
+		}
+	}}
+}
+
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startServer(t testing.TB, bin string) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := launch(t, bin, port, t.TempDir())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return fmt.Sprintf("redis://127.0.0.1:%d", port)
+}
+
+// launch starts redis-server on port and waits until it answers.
+func launch(t testing.TB, bin string, port int, dir string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		"--save", "", "--appendonly", "no", "--dir", dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redistest: start redis-server: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	url := fmt.Sprintf("redis://127.0.0.1:%d", port)
 	opts, _ := redis.ParseURL(url)
 	c := redis.NewClient(opts)
@@ -88,7 +144,7 @@ func startServer(t testing.TB, bin string) string {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return url
+			return cmd
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("redistest: redis-server on port %d did not answer: %v", port, err)

@@ -1,0 +1,497 @@
+package exactlyonce_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+)
+
+// TestMain lets the test binary run as a mapper or an emitter process, so
+// the fault tests can kill them with SIGKILL, as an orchestrator would.
+func TestMain(m *testing.M) {
+	if role := os.Getenv("EO_ROLE"); role != "" {
+		os.Exit(child(role))
+	}
+	os.Exit(m.Run())
+}
+
+func child(role string) int {
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	sources, err := config.LoadSources(env.SourcesFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, _ := service.NewLogger("warn")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	d, err := service.Open(ctx, env, sources, log, env.KafkaBrokers)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer d.Close()
+	switch role {
+	case "mapper":
+		err = service.Mapper(ctx, d)
+	case "emitter":
+		err = service.Emitter(ctx, d)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, role, err)
+		return 1
+	}
+	return 0
+}
+
+// proc runs a role as a child process and restarts it whenever it dies
+// until stopped: a crash loop as Kubernetes would run it.
+type proc struct {
+	role   string
+	env    []string
+	logf   *os.File
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	stop   bool
+	starts int
+	kills  int
+	done   chan struct{}
+}
+
+func startProc(t *testing.T, role string, env []string) *proc {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), role+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{role: role, env: env, logf: f, done: make(chan struct{})}
+	go p.loop()
+	t.Cleanup(func() {
+		p.stopAndWait()
+		if t.Failed() {
+			b, _ := os.ReadFile(f.Name())
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("%s log tail:\n%s", role, b)
+		}
+		f.Close()
+	})
+	return p
+}
+
+func (p *proc) loop() {
+	defer close(p.done)
+	for {
+		p.mu.Lock()
+		if p.stop {
+			p.mu.Unlock()
+			return
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), append(p.env, "EO_ROLE="+p.role)...)
+		cmd.Stdout, cmd.Stderr = p.logf, p.logf
+		err := cmd.Start()
+		p.cmd = cmd
+		p.starts++
+		p.mu.Unlock()
+		if err == nil {
+			cmd.Wait()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// kill SIGKILLs the running process; loop starts a new one.
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil && p.cmd.Process != nil && !p.stop {
+		p.cmd.Process.Kill()
+		p.kills++
+	}
+}
+
+func (p *proc) stopAndWait() {
+	p.mu.Lock()
+	if p.stop {
+		p.mu.Unlock()
+		<-p.done
+		return
+	}
+	p.stop = true
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// scenario is one fault run.
+type scenario struct {
+	events        int
+	mapperKills   int
+	emitterKills  int
+	heapFaults    bool // 15% 5xx, 10% 429 with Retry-After, 5% timeouts
+	poison        bool // one event Heap always refuses with 400
+	redisRestart  bool
+	brokerRestart bool
+}
+
+// cluster is the Kafka a scenario runs on: kfake persisted to disk (so it
+// can restart), or the real broker of KAFKA_BROKERS.
+type cluster struct {
+	brokers []string
+	restart func(t *testing.T)
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	if kafkatest.Real() {
+		return &cluster{brokers: kafkatest.Brokers(t), restart: func(t *testing.T) {
+			cmd := os.Getenv("KAFKA_RESTART_CMD")
+			if cmd == "" {
+				cmd = "../../.ci/kafka.sh restart"
+			}
+			out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+			if err != nil {
+				t.Fatalf("restart broker (%s): %v\n%s", cmd, err, out)
+			}
+		}}
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir)}
+	var mu sync.Mutex
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mu.Lock(); c.Close(); mu.Unlock() })
+	return &cluster{brokers: c.ListenAddrs(), restart: func(t *testing.T) {
+		mu.Lock()
+		defer mu.Unlock()
+		c.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err = kfake.NewCluster(opts...)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("restart kfake: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}}
+}
+
+const poisonEmail = "poison@example.com"
+
+// inputs generates n Mandrill open and click events over four sources and a
+// thousand addresses, with the poison address once when asked.
+func inputs(n int, poison bool) []exactlyonce.Input {
+	base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).Unix()
+	var out []exactlyonce.Input
+	for i := range n {
+		email := fmt.Sprintf("user%d@example.com", i%1000)
+		if poison && i == n/2 {
+			email = poisonEmail
+		}
+		ev, url := "open", ""
+		if i%3 == 0 {
+			ev, url = "click", fmt.Sprintf(`,"url":"https://shop.example/p/%d"`, i)
+		}
+		raw := fmt.Sprintf(`{"event":%q,"ts":%d,"_id":"msg-%d","ip":"192.0.2.%d"%s,"msg":{"_id":"msg-%d","ts":%d,"email":%q,"subject":"Order %d","tags":["t%d"]}}`,
+			ev, base+int64(i), i, i%250, url, i, base, email, i, i%5)
+		out = append(out, exactlyonce.Input{Source: fmt.Sprintf("s%d", i%4), Kind: mailchimp.KindMandrillEvent, Raw: []byte(raw)})
+	}
+	return out
+}
+
+// collector keeps the dead letters of heap.events.dlq as they arrive.
+type collector struct {
+	mu   sync.Mutex
+	dead []exactlyonce.DeadLetter
+}
+
+func collect(ctx context.Context, t *testing.T, brokers []string, topic string, codec *events.Codec) *collector {
+	c := &collector{}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			for _, r := range fs.Records() {
+				id := kafka.Header(r, kafka.HeaderEventID)
+				if e, err := codec.Decode(r.Value); err == nil {
+					id = e.ID
+				}
+				c.mu.Lock()
+				c.dead = append(c.dead, exactlyonce.DeadLetter{EventID: id, Reason: kafka.Header(r, kafka.HeaderReason)})
+				c.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { <-done; cl.Close() })
+	return c
+}
+
+func (c *collector) all() []exactlyonce.DeadLetter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]exactlyonce.DeadLetter(nil), c.dead...)
+}
+
+func delivered(sink *heaptest.Sink) []exactlyonce.Delivered {
+	var out []exactlyonce.Delivered
+	for _, a := range sink.Accepted() {
+		out = append(out, exactlyonce.Delivered{AppID: a.AppID, Event: a.Event})
+	}
+	return out
+}
+
+// run executes a scenario and checks the invariant; it returns the report.
+func run(t *testing.T, sc scenario) {
+	kc := newCluster(t)
+	prefix := kafkatest.Prefix(t)
+	topics := kafka.NewTopics(prefix)
+	{
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kc.brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err = kafka.EnsureTopics(ctx, cl, 3, -1, topics.All()...)
+		cancel()
+		cl.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var redisURL string
+	var redisSrv *redistest.Server
+	if sc.redisRestart {
+		redisSrv = redistest.NewServer(t)
+		redisURL = redisSrv.URL
+	} else {
+		redisURL = redistest.URL(t)
+	}
+
+	var sourceList []config.Source
+	var yaml strings.Builder
+	yaml.WriteString("sources:\n")
+	for i := range 4 {
+		s := config.Source{ID: fmt.Sprintf("s%d", i), HeapAppID: fmt.Sprintf("%sapp%d", prefix, i)}
+		sourceList = append(sourceList, s)
+		fmt.Fprintf(&yaml, "  - {id: %s, heap_app_id: %q}\n", s.ID, s.HeapAppID)
+	}
+	sourcesFile := filepath.Join(t.TempDir(), "sources.yaml")
+	if err := os.WriteFile(sourcesFile, []byte(yaml.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sources, err := config.NewSources(sourceList...)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var emitterProc atomic.Pointer[proc]
+	var faults, requests, emitterKillsLeft atomic.Int64
+	emitterKillsLeft.Store(int64(sc.emitterKills))
+	rng := rand.New(rand.NewPCG(1, 2))
+	var rngMu sync.Mutex
+	sink := heaptest.NewServer(t,
+		heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+			for _, e := range req.Events {
+				if sc.poison && e.Identity == poisonEmail {
+					return &heaptest.Fault{Status: 400, Body: `{"error":"identity refused"}`}
+				}
+			}
+			if !sc.heapFaults {
+				return nil
+			}
+			rngMu.Lock()
+			r := rng.Float64()
+			rngMu.Unlock()
+			switch {
+			case r < 0.15:
+				faults.Add(1)
+				return &heaptest.Fault{Status: 503, Body: "unavailable"}
+			case r < 0.25:
+				faults.Add(1)
+				return &heaptest.Fault{Status: 429, RetryAfter: "1"}
+			case r < 0.30:
+				faults.Add(1)
+				return &heaptest.Fault{Status: 200, Delay: 1500 * time.Millisecond}
+			}
+			return nil
+		}),
+		heaptest.OnAccept(func(string, []heap.Event) {
+			// Kill the emitter after Heap kept a batch and before its 2xx
+			// reaches it: the offsets of that batch are not committed.
+			if requests.Add(1)%5 == 0 && emitterKillsLeft.Add(-1) >= 0 {
+				if p := emitterProc.Load(); p != nil {
+					p.kill()
+				}
+			}
+		}),
+	)
+
+	env := []string{
+		"KAFKA_BROKERS=" + strings.Join(kc.brokers, ","),
+		"TOPIC_PREFIX=" + prefix,
+		"REDIS_URL=" + redisURL,
+		"HEAP_API_URL=" + sink.URL,
+		"HEAP_TIMEOUT=1s",
+		"SOURCES_FILE=" + sourcesFile,
+		"INSTANCE_ID=" + prefix + "1",
+		"ADMIN_ADDR=127.0.0.1:0",
+	}
+	in := inputs(sc.events, sc.poison)
+	expected, err := exactlyonce.Expected(sources, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := events.NewCodec()
+	ctx, cancel := context.WithCancel(context.Background())
+	dead := collect(ctx, t, kc.brokers, topics.EventsDLQ, codec)
+	defer cancel()
+
+	mapperProc := startProc(t, "mapper", env)
+	emitterProc.Store(startProc(t, "emitter", env))
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kc.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	start := time.Now()
+	const chunks = 10
+	for c := range chunks {
+		var recs []*kgo.Record
+		for _, i := range in[c*len(in)/chunks : (c+1)*len(in)/chunks] {
+			recs = append(recs, &kgo.Record{Topic: topics.Raw, Key: []byte(i.Source), Value: i.Raw, Headers: []kgo.RecordHeader{
+				{Key: kafka.HeaderSource, Value: []byte(i.Source)},
+				{Key: kafka.HeaderKind, Value: []byte(i.Kind)},
+				{Key: kafka.HeaderReceivedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+			}})
+		}
+		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+		err := prod.ProduceSync(pctx, recs...).FirstErr()
+		pcancel()
+		if err != nil {
+			t.Fatalf("produce chunk %d: %v", c, err)
+		}
+		switch {
+		case sc.mapperKills > 0 && c%2 == 1 && c/2 < sc.mapperKills:
+			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
+			mapperProc.kill()
+		case sc.redisRestart && c == chunks/2:
+			redisSrv.Restart(t)
+		case sc.brokerRestart && c == chunks/2:
+			kc.restart(t)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Extra kills past the input, while the mapper still works through it.
+	for k := chunks / 2; k < sc.mapperKills; k++ {
+		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
+		mapperProc.kill()
+	}
+
+	deadline := time.Now().Add(5 * time.Minute)
+	var rep exactlyonce.Report
+	for {
+		rep = exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
+		if len(rep.Missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	time.Sleep(time.Second) // a late double would show now
+	mapperProc.stopAndWait()
+	emitterProc.Load().stopAndWait()
+	rep = exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
+	st := sink.Stats()
+	summary := map[string]any{
+		"test": t.Name(), "kafka": map[bool]string{true: "apache-kafka", false: "kfake"}[kafkatest.Real()],
+		"inputs": len(in), "expected": rep.Expected, "delivered": rep.Delivered, "dead_lettered": rep.DeadLettered,
+		"resent_then_deduplicated_by_heap": st.Duplicates, "heap_requests": st.Requests, "heap_faults_injected": faults.Load(),
+		"heap_429_for_limits": st.Throttled, "mapper_kills": mapperProc.kills, "mapper_starts": mapperProc.starts,
+		"emitter_kills": emitterProc.Load().kills, "emitter_starts": emitterProc.Load().starts,
+		"seconds": elapsed.Round(100 * time.Millisecond).Seconds(), "ok": rep.OK(),
+	}
+	b, _ := json.Marshal(summary)
+	t.Logf("report: %s", b)
+	if path := os.Getenv("EO_REPORT"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			f.Write(append(b, '\n'))
+			f.Close()
+		}
+	}
+	if !rep.OK() {
+		t.Fatalf("exactly-once violated: %s", rep)
+	}
+	if st.Throttled != 0 {
+		t.Errorf("the stand-in refused %d requests for going over Heap's limits", st.Throttled)
+	}
+	if sc.poison && rep.DeadLettered != 1 {
+		t.Errorf("%d dead-lettered, want the poison event alone", rep.DeadLettered)
+	}
+	if !sc.poison && rep.DeadLettered != 0 {
+		t.Errorf("%d dead-lettered without a poison event", rep.DeadLettered)
+	}
+	if sc.mapperKills > 0 && mapperProc.kills < sc.mapperKills {
+		t.Errorf("mapper killed %d times, want %d", mapperProc.kills, sc.mapperKills)
+	}
+	if sc.emitterKills > 0 && emitterProc.Load().kills == 0 {
+		t.Error("the emitter was never killed")
+	}
+}
