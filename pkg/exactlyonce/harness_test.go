@@ -98,7 +98,7 @@ func startProc(t *testing.T, role string, env []string) *proc {
 	go p.loop()
 	t.Cleanup(func() {
 		p.stopAndWait()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("EO_LOGS") != "" {
 			b, _ := os.ReadFile(f.Name())
 			if len(b) > 4000 {
 				b = b[len(b)-4000:]
@@ -130,6 +130,12 @@ func (p *proc) loop() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// count counts the log lines of all the role's processes that contain s.
+func (p *proc) count(s string) int {
+	b, _ := os.ReadFile(p.logf.Name())
+	return strings.Count(string(b), s)
 }
 
 // kill SIGKILLs the running process; loop starts a new one.
@@ -229,23 +235,37 @@ func newCluster(t *testing.T) *cluster {
 
 const poisonEmail = "poison@example.com"
 
-// inputs generates n Mandrill open and click events over four sources and a
-// thousand addresses, with the poison address once when asked.
+// inputs generates n events over four sources and a thousand addresses:
+// Mandrill opens and clicks, and every tenth a Reports API activity member
+// of a campaign published first (so the mapper looks titles up in Redis);
+// the poison address once when asked.
 func inputs(n int, poison bool) []exactlyonce.Input {
-	base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC).Unix()
+	base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	var out []exactlyonce.Input
+	for s := range 4 {
+		raw := fmt.Sprintf(`{"id":"camp-%d","type":"regular","status":"sent","send_time":"2026-10-01T00:00:00+00:00","recipients":{"list_id":"list-%d"},"settings":{"title":"Campaign %d"}}`, s, s, s)
+		out = append(out, exactlyonce.Input{Source: fmt.Sprintf("s%d", s), Kind: mailchimp.KindCampaign, Raw: []byte(raw)})
+	}
 	for i := range n {
 		email := fmt.Sprintf("user%d@example.com", i%1000)
 		if poison && i == n/2 {
 			email = poisonEmail
+		}
+		src := fmt.Sprintf("s%d", i%4)
+		at := base.Add(time.Duration(i) * time.Second)
+		if i%10 == 9 {
+			raw := fmt.Sprintf(`{"campaign_id":"camp-%d","list_id":"list-%d","email_address":%q,"activity":[{"action":"open","timestamp":%q,"ip":"198.51.100.%d"}]}`,
+				i%4, i%4, email, at.Format(time.RFC3339), i%250)
+			out = append(out, exactlyonce.Input{Source: src, Kind: mailchimp.KindEmailActivity, Raw: []byte(raw)})
+			continue
 		}
 		ev, url := "open", ""
 		if i%3 == 0 {
 			ev, url = "click", fmt.Sprintf(`,"url":"https://shop.example/p/%d"`, i)
 		}
 		raw := fmt.Sprintf(`{"event":%q,"ts":%d,"_id":"msg-%d","ip":"192.0.2.%d"%s,"msg":{"_id":"msg-%d","ts":%d,"email":%q,"subject":"Order %d","tags":["t%d"]}}`,
-			ev, base+int64(i), i, i%250, url, i, base, email, i, i%5)
-		out = append(out, exactlyonce.Input{Source: fmt.Sprintf("s%d", i%4), Kind: mailchimp.KindMandrillEvent, Raw: []byte(raw)})
+			ev, at.Unix(), i, i%250, url, i, base.Unix(), email, i, i%5)
+		out = append(out, exactlyonce.Input{Source: src, Kind: mailchimp.KindMandrillEvent, Raw: []byte(raw)})
 	}
 	return out
 }
@@ -412,6 +432,7 @@ func run(t *testing.T, sc scenario) {
 	}
 	defer prod.Close()
 	start := time.Now()
+	var restarted sync.WaitGroup
 	const chunks = 10
 	for c := range chunks {
 		var recs []*kgo.Record
@@ -433,7 +454,9 @@ func run(t *testing.T, sc scenario) {
 			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
 			mapperProc.kill()
 		case sc.redisRestart && c == chunks/2:
-			redisSrv.Restart(t)
+			// Down for 3 s while input keeps arriving.
+			restarted.Add(1)
+			go func() { defer restarted.Done(); redisSrv.Restart(t, 3*time.Second) }()
 		case sc.brokerRestart && c == chunks/2:
 			kc.restart(t)
 		}
@@ -445,6 +468,7 @@ func run(t *testing.T, sc scenario) {
 		mapperProc.kill()
 	}
 
+	restarted.Wait()
 	deadline := time.Now().Add(5 * time.Minute)
 	var rep exactlyonce.Report
 	for {
@@ -467,6 +491,8 @@ func run(t *testing.T, sc scenario) {
 		"heap_429_for_limits": st.Throttled, "mapper_kills": mapperProc.kills, "mapper_starts": mapperProc.starts,
 		"emitter_kills": emitterProc.Load().kills, "emitter_starts": emitterProc.Load().starts,
 		"seconds": elapsed.Round(100 * time.Millisecond).Seconds(), "ok": rep.OK(),
+		"mapper_batches_aborted_and_retried": mapperProc.count("batch aborted"),
+		"emitter_retries_logged":             emitterProc.Load().count("retrying"),
 	}
 	b, _ := json.Marshal(summary)
 	t.Logf("report: %s", b)

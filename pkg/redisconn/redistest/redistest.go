@@ -71,13 +71,13 @@ func ping(t testing.TB, url string) {
 // one is installed (always in CI), else miniredis.
 type Server struct {
 	URL     string
-	restart func(t testing.TB)
+	restart func(t testing.TB, downtime time.Duration)
 }
 
-// Restart stops the server and starts it again on the same port. Data is
-// kept only by miniredis; a restarted redis-server comes back empty, as a
-// cache may.
-func (s *Server) Restart(t testing.TB) { s.restart(t) }
+// Restart stops the server, leaves it down for downtime, and starts it again
+// on the same port. Data is kept only by miniredis; a restarted redis-server
+// comes back empty, as a cache may.
+func (s *Server) Restart(t testing.TB, downtime time.Duration) { s.restart(t, downtime) }
 
 // NewServer starts a Redis for t alone, ignoring REDIS_URL.
 func NewServer(t testing.TB) *Server {
@@ -90,9 +90,10 @@ func NewServer(t testing.TB) *Server {
 		}
 		start(t)
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d", port), restart: func(t testing.TB) {
+		return &Server{URL: fmt.Sprintf("redis://127.0.0.1:%d", port), restart: func(t testing.TB, downtime time.Duration) {
 			cmd.Process.Kill()
 			cmd.Wait()
+			time.Sleep(downtime)
 			start(t)
 		}}
 	}
@@ -100,8 +101,9 @@ func NewServer(t testing.TB) *Server {
 		t.Fatal("redistest: CI needs redis-server on PATH")
 	}
 	m := miniredis.RunT(t)
-	return &Server{URL: "redis://" + m.Addr(), restart: func(t testing.TB) {
+	return &Server{URL: "redis://" + m.Addr(), restart: func(t testing.TB, downtime time.Duration) {
 		m.Close()
+		time.Sleep(downtime)
 		if err := m.Restart(); err != nil {
 			t.Fatalf("redistest: restart miniredis: %v", err)
 		}
