@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv("STACK_TEST_CHILD") == "1" {
 		env, err := config.LoadEnv(os.LookupEnv)
 		if err == nil {
-			err = stack.Run(context.Background(), env, zap.NewNop(), nil, nil)
+			log, _ := service.NewLogger("warn")
+			err = stack.Run(context.Background(), env, log, nil, nil)
 		}
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(1)
