@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go.uber.org/goleak"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv("EO_ROLE"); role != "" {
 		os.Exit(child(role))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func child(role string) int {

@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"fmt"
+	"go.uber.org/goleak"
 	"net"
 	"net/http"
 	"os"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func freeAddr(t *testing.T) string {
