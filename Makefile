@@ -9,6 +9,11 @@ all: vet test
 ## test: vet, then every module's tests with the race detector (kfake, and
 ## redis-server when installed, else embedded miniredis, which the output says).
 test: vet
+	@if [ -n "$$REDIS_URL" ]; then echo "make test: Redis at REDIS_URL"; \
+	elif command -v redis-server >/dev/null 2>&1; then echo "make test: Redis is a redis-server started per test"; \
+	else echo "make test: no REDIS_URL and no redis-server: Redis-backed tests use embedded miniredis"; fi
+	@if [ -n "$$KAFKA_BROKERS" ]; then echo "make test: Kafka at KAFKA_BROKERS=$$KAFKA_BROKERS"; \
+	else echo "make test: Kafka is in-process kfake (set KAFKA_BROKERS for a real broker)"; fi
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) work
 
 ## test-short: the same without the process-restart tests.
