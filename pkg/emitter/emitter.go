@@ -650,11 +650,7 @@ func (l *loop) produceDead(ctx context.Context, recs []*kgo.Record) bool {
 func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	l.cfg.Log.Warn("dead-lettering event", zap.String("event_id", kafka.Header(r, kafka.HeaderEventID)),
 		zap.String("reason", reason), zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset))
-	hdrs := append(slices.Clone(r.Headers),
-		kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(reason)},
-		kgo.RecordHeader{Key: kafka.HeaderOrigin, Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
-	)
-	return &kgo.Record{Topic: l.cfg.Topics.EventsDLQ, Key: r.Key, Value: r.Value, Headers: hdrs}
+	return kafka.DeadLetter(r, l.cfg.Topics.EventsDLQ, reason)
 }
 
 // HeapEvent turns a mapped event into a Track API event with Heap's exact

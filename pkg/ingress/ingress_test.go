@@ -88,28 +88,6 @@ func (e *env) published(t *testing.T) int64 {
 	return n
 }
 
-// consume reads every record of the topic.
-func (e *env) consume(t *testing.T, want int) []*kgo.Record {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(e.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var recs []*kgo.Record
-	for len(recs) < want {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records", len(recs), want)
-		}
-		recs = append(recs, fs.Records()...)
-	}
-	return recs
-}
-
 func (e *env) do(t *testing.T, method, path string, body []byte, hdr map[string]string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
@@ -249,7 +227,7 @@ func TestIngressPublishesByteForByte(t *testing.T) {
 	for _, u := range units {
 		want[string(u)] = mailchimp.KindMandrillEvent
 	}
-	recs := e.consume(t, 1+len(units))
+	recs := kafkatest.Consume(t, e.brokers, e.topic, 1+len(units), 20*time.Second)
 	if len(recs) != len(want) {
 		t.Fatalf("got %d records, want %d", len(recs), len(want))
 	}

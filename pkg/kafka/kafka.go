@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -107,6 +108,16 @@ func waitForTopics(ctx context.Context, adm *kadm.Client, topics []string) error
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// DeadLetter copies r to topic with the reason it could not be processed
+// and where it came from, keeping its key, value and headers.
+func DeadLetter(r *kgo.Record, topic, reason string) *kgo.Record {
+	hdrs := append(slices.Clone(r.Headers),
+		kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
+	)
+	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: hdrs}
 }
 
 // Header returns the value of the first header named key.

@@ -321,9 +321,5 @@ func (m *loop) rawDead(r *kgo.Record, reason string) *kgo.Record {
 	m.cfg.Log.Warn("dead-lettering raw record", zap.String("source", kafka.Header(r, kafka.HeaderSource)),
 		zap.String("kind", kafka.Header(r, kafka.HeaderKind)), zap.String("reason", reason),
 		zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset))
-	hdrs := append(slices.Clone(r.Headers),
-		kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(reason)},
-		kgo.RecordHeader{Key: kafka.HeaderOrigin, Value: []byte(fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset))},
-	)
-	return &kgo.Record{Topic: m.cfg.Topics.RawDLQ, Key: r.Key, Value: r.Value, Headers: hdrs}
+	return kafka.DeadLetter(r, m.cfg.Topics.RawDLQ, reason)
 }
