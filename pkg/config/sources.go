@@ -6,6 +6,8 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -48,7 +50,17 @@ type Source struct {
 	// other senders to the same app.
 	AppEventsPerMinute      int `yaml:"app_events_per_minute" json:"app_events_per_minute"`
 	IdentityEventsPerMinute int `yaml:"identity_events_per_minute" json:"identity_events_per_minute"`
+
+	// Reports API polling (opens and clicks of marketing campaigns).
+	MailchimpAPIKey string        `yaml:"mailchimp_api_key" json:"mailchimp_api_key"`
+	MailchimpAPIURL string        `yaml:"mailchimp_api_url" json:"mailchimp_api_url"`
+	PollInterval    time.Duration `yaml:"poll_interval" json:"poll_interval"`
+	ActivityWindow  time.Duration `yaml:"activity_window" json:"activity_window"`
+	BackfillSince   time.Time     `yaml:"backfill_since" json:"backfill_since"`
 }
+
+// Polls reports whether the source polls Mailchimp's Reports API.
+func (s Source) Polls() bool { return s.MailchimpAPIKey != "" }
 
 // Wants reports whether the source emits events of kind ev.
 func (s Source) Wants(ev string) bool { return slices.Contains(s.Events, ev) }
@@ -92,6 +104,12 @@ func (s *Source) applyDefaults() {
 	if s.IdentityEventsPerMinute == 0 {
 		s.IdentityEventsPerMinute = HeapIdentityEventsPerMinute
 	}
+	if s.PollInterval == 0 {
+		s.PollInterval = 5 * time.Minute
+	}
+	if s.ActivityWindow == 0 {
+		s.ActivityWindow = 30 * 24 * time.Hour
+	}
 }
 
 // Validate reports what is wrong with one source.
@@ -120,6 +138,17 @@ func (s Source) Validate() error {
 	}
 	if s.IdentityEventsPerMinute < 1 || s.IdentityEventsPerMinute > HeapIdentityEventsPerMinute {
 		errs = append(errs, fmt.Errorf("identity_events_per_minute %d must be 1..%d (Heap's limit)", s.IdentityEventsPerMinute, HeapIdentityEventsPerMinute))
+	}
+	if s.MailchimpAPIKey != "" {
+		if i := strings.LastIndex(s.MailchimpAPIKey, "-"); i < 1 || i == len(s.MailchimpAPIKey)-1 {
+			errs = append(errs, errors.New("mailchimp_api_key must look like <key>-<dc>"))
+		}
+	}
+	if s.PollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("poll_interval %s must be at least 1s", s.PollInterval))
+	}
+	if s.ActivityWindow <= 0 {
+		errs = append(errs, fmt.Errorf("activity_window %s must be positive", s.ActivityWindow))
 	}
 	for _, ev := range s.Events {
 		if !slices.Contains([]string{EventOpen, EventClick, EventBounce, EventSent}, ev) {

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -18,6 +19,8 @@ func withDefaults(id, app string) Source {
 		Events:                  []string{EventOpen, EventClick, EventBounce},
 		AppEventsPerMinute:      HeapAppEventsPerMinute,
 		IdentityEventsPerMinute: HeapIdentityEventsPerMinute,
+		PollInterval:            5 * time.Minute,
+		ActivityWindow:          30 * 24 * time.Hour,
 	}
 }
 
@@ -34,6 +37,8 @@ func TestParseSources(t *testing.T) {
 		Events:                  []string{EventOpen, EventSent},
 		AppEventsPerMinute:      5000,
 		IdentityEventsPerMinute: 10,
+		PollInterval:            5 * time.Minute,
+		ActivityWindow:          30 * 24 * time.Hour,
 	}
 	tests := []struct {
 		name string

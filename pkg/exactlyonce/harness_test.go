@@ -329,7 +329,7 @@ func run(t *testing.T, sc scenario) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = kafka.EnsureTopics(ctx, cl, 3, -1, topics.All()...)
+		err = topics.Ensure(ctx, cl, 3, -1)
 		cancel()
 		cl.Close()
 		if err != nil {

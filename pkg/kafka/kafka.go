@@ -34,6 +34,7 @@ type Topics struct {
 	Pending   string // heap.events.pending
 	RawDLQ    string // mailchimp.dlq
 	EventsDLQ string // heap.events.dlq
+	Cursors   string // mailchimp.cursors (compacted): the poller's progress per campaign
 }
 
 // NewTopics returns the topic names under prefix.
@@ -44,12 +45,33 @@ func NewTopics(prefix string) Topics {
 		Pending:   prefix + "heap.events.pending",
 		RawDLQ:    prefix + "mailchimp.dlq",
 		EventsDLQ: prefix + "heap.events.dlq",
+		Cursors:   prefix + "mailchimp.cursors",
 	}
 }
 
 // All lists every topic.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ}
+	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors}
+}
+
+// Compacted reports whether topic keeps only the latest record per key.
+func (t Topics) Compacted(topic string) bool { return topic == t.Cursors }
+
+// Ensure creates the pipeline's missing topics, compacted where the contract says so.
+func (t Topics) Ensure(ctx context.Context, cl *kgo.Client, partitions int32, replication int16) error {
+	var plain, compacted []string
+	for _, topic := range t.All() {
+		if t.Compacted(topic) {
+			compacted = append(compacted, topic)
+		} else {
+			plain = append(plain, topic)
+		}
+	}
+	if err := EnsureTopics(ctx, cl, partitions, replication, nil, plain...); err != nil {
+		return err
+	}
+	compact := "compact"
+	return EnsureTopics(ctx, cl, partitions, replication, map[string]*string{"cleanup.policy": &compact}, compacted...)
 }
 
 // ClientOpts are the options every client of the pipeline starts from.
@@ -61,9 +83,9 @@ func ClientOpts(brokers []string, log *zap.Logger) []kgo.Opt {
 }
 
 // EnsureTopics creates missing topics; existing ones are left as they are.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, topics ...string) error {
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, configs map[string]*string, topics ...string) error {
 	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, topics...)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, configs, topics...)
 	if err != nil {
 		return fmt.Errorf("kafka: create topics: %w", err)
 	}

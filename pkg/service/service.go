@@ -104,7 +104,7 @@ func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap
 		Redis: rdb, Codec: codec, Kafka: cl}
 	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(setupCtx, cl, env.Partitions, env.Replication, d.Topics.All()...); err != nil {
+	if err := d.Topics.Ensure(setupCtx, cl, env.Partitions, env.Replication); err != nil {
 		d.Close()
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func Topics(t testing.TB, brokers []string, partitions int32) kafka.Topics {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, partitions, -1, topics.All()...); err != nil {
+	if err := topics.Ensure(ctx, cl, partitions, -1); err != nil {
 		t.Fatal(err)
 	}
 	return topics

@@ -1,0 +1,230 @@
+package mailchimp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// API limits (DESIGN.md §2).
+const (
+	MaxCount          = 1000
+	MaxConcurrent     = 10
+	CallTimeout       = 120 * time.Second
+	timeLayout        = "2006-01-02T15:04:05+00:00"
+	maxErrorBodyBytes = 8192
+)
+
+// Credentials authenticate to one Mailchimp account: an API key
+// (`<key>-<dc>`, basic auth) or an OAuth token (bearer) with its data center.
+type Credentials struct {
+	APIKey string
+	Token  string
+	DC     string
+	// APIURL overrides https://{dc}.api.mailchimp.com/3.0 (tests, proxies).
+	APIURL string
+}
+
+// BaseURL is the API root for these credentials.
+func (c Credentials) BaseURL() (string, error) {
+	if c.APIURL != "" {
+		return strings.TrimRight(c.APIURL, "/"), nil
+	}
+	dc := c.DC
+	if c.APIKey != "" {
+		i := strings.LastIndex(c.APIKey, "-")
+		if i < 0 || i == len(c.APIKey)-1 {
+			return "", errors.New("mailchimp: API key must end in -<dc>")
+		}
+		dc = c.APIKey[i+1:]
+	}
+	if dc == "" {
+		return "", errors.New("mailchimp: no data center for the token")
+	}
+	return "https://" + dc + ".api.mailchimp.com/3.0", nil
+}
+
+// Account names the account for per-account limits without revealing the secret.
+func (c Credentials) Account() string {
+	secret := c.APIKey
+	if secret == "" {
+		secret = c.Token
+	}
+	return EmailID(secret)[:12]
+}
+
+// APIError is an error answer, decoded from application/problem+json when present.
+type APIError struct {
+	Status     int
+	Title      string
+	Detail     string
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("mailchimp: HTTP %d %s: %s", e.Status, e.Title, e.Detail)
+}
+
+// Classification of API errors.
+var (
+	// ErrNotFound: the campaign is gone; stop polling it.
+	ErrNotFound = errors.New("mailchimp: not found")
+	// ErrUnauthorized: the key or token was refused; the source needs reconnecting.
+	ErrUnauthorized = errors.New("mailchimp: credentials refused")
+)
+
+// Is classifies status codes.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized || (e.Status == http.StatusForbidden && e.Title != "")
+	}
+	return false
+}
+
+// Retryable reports whether err may succeed later: 429, 403 without a body
+// (Mailchimp's other way of saying "too many connections"), 5xx, timeouts
+// and transport failures.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnauthorized) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden || ae.Status >= 500 || ae.Status == http.StatusRequestTimeout
+	}
+	return true
+}
+
+// RetryAfter returns the wait Mailchimp asked for, if any.
+func RetryAfter(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
+}
+
+// Client calls the Marketing API for one account.
+type Client struct {
+	cred    Credentials
+	base    string
+	http    *http.Client
+	timeout time.Duration
+}
+
+// NewClient returns a client; hc nil means http.DefaultClient. Each call is
+// bounded by Mailchimp's 120 s.
+func NewClient(cred Credentials, hc *http.Client) (*Client, error) {
+	base, err := cred.BaseURL()
+	if err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{cred: cred, base: base, http: hc, timeout: CallTimeout}, nil
+}
+
+// CampaignPage is one page of GET /campaigns, items byte-for-byte.
+type CampaignPage struct {
+	Campaigns  []json.RawMessage `json:"campaigns"`
+	TotalItems int               `json:"total_items"`
+}
+
+// Campaigns lists sent campaigns sent at or after since.
+func (c *Client) Campaigns(ctx context.Context, since time.Time, offset, count int) (CampaignPage, error) {
+	q := url.Values{
+		"status":     {"sent"},
+		"sort_field": {"send_time"},
+		"sort_dir":   {"ASC"},
+		"offset":     {strconv.Itoa(offset)},
+		"count":      {strconv.Itoa(min(count, MaxCount))},
+	}
+	if !since.IsZero() {
+		q.Set("since_send_time", since.UTC().Format(timeLayout))
+	}
+	var p CampaignPage
+	err := c.get(ctx, "/campaigns", q, &p)
+	return p, err
+}
+
+// ActivityPage is one page of GET /reports/{id}/email-activity, items byte-for-byte.
+type ActivityPage struct {
+	Emails     []json.RawMessage `json:"emails"`
+	TotalItems int               `json:"total_items"`
+}
+
+// EmailActivity returns one page of a campaign's member activity.
+func (c *Client) EmailActivity(ctx context.Context, campaignID string, since time.Time, offset, count int) (ActivityPage, error) {
+	q := url.Values{"offset": {strconv.Itoa(offset)}, "count": {strconv.Itoa(min(count, MaxCount))}}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(timeLayout))
+	}
+	var p ActivityPage
+	err := c.get(ctx, "/reports/"+url.PathEscape(campaignID)+"/email-activity", q, &p)
+	return p, err
+}
+
+func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return fmt.Errorf("mailchimp %s: %w", path, err)
+	}
+	if c.cred.APIKey != "" {
+		req.SetBasicAuth("mailchimp-heap", c.cred.APIKey)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+c.cred.Token)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("mailchimp %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+		return fmt.Errorf("mailchimp %s: %w", path, apiError(resp, body))
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("mailchimp %s: %w", path, err)
+	}
+	// A refused OAuth token can come back as HTTP 200 {"error":"invalid_token"}.
+	var probe struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &probe) == nil && probe.Error != "" {
+		return fmt.Errorf("mailchimp %s: %w", path, &APIError{Status: http.StatusUnauthorized, Title: probe.Error, Detail: "token refused"})
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("mailchimp %s: malformed response: %w", path, err)
+	}
+	return nil
+}
+
+func apiError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{Status: resp.StatusCode}
+	var p struct {
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) == nil {
+		e.Title, e.Detail = p.Title, p.Detail
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
+	}
+	return e
+}
