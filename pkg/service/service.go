@@ -27,10 +27,13 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
 // NewLogger builds the process's JSON logger.
@@ -154,7 +157,25 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 		Log:            d.Log.Named("ingress"),
 		Ready:          d.Ready(),
 	}, ingress.KafkaPublisher{Client: producer})
-	return Serve(ctx, ln, h, d.Log)
+	return Group(ctx,
+		func(ctx context.Context) error { return Serve(ctx, ln, h, d.Log) },
+		func(ctx context.Context) error { return Poller(ctx, d) },
+	)
+}
+
+// Poller polls the Reports API of the sources that have Mailchimp
+// credentials (it runs inside ingress: both are Mailchimp's way in).
+func Poller(ctx context.Context, d *Deps) error {
+	return poller.Run(ctx, poller.Config{
+		Brokers:       d.Brokers,
+		Topics:        d.Topics,
+		TransactionID: d.Env.TopicPrefix + "poller-" + d.InstanceID(),
+		Sources:       d.Sources,
+		Owner:         lease.New(d.Redis, d.InstanceID()),
+		States:        status.NewStore(d.Redis),
+		Log:           d.Log.Named("poller"),
+		ClientOpts:    kafka.ClientOpts(d.Brokers, d.Log),
+	})
 }
 
 // Mapper runs the mapper loop until ctx ends.

@@ -1,0 +1,426 @@
+// Package poller polls Mailchimp's Reports API, the only source of opens and
+// clicks of marketing campaigns: it discovers sent campaigns, pages through
+// each campaign's email-activity from its cursor minus an overlap, and
+// publishes campaign objects and member items raw to mailchimp.raw. Each
+// page's records and the advanced cursor commit in one Kafka transaction, so
+// a crash neither skips nor double-publishes a page.
+package poller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+)
+
+// Campaign types polled; variate (multivariate) and automation emails are
+// not exposed by the API and are reported as skipped (Heap's limitation too).
+var polledTypes = []string{"regular", "plaintext", "absplit", "rss"}
+
+// Owner grants a source to one instance at a time.
+type Owner interface {
+	// Own acquires or renews source for ttl; false when another instance holds it.
+	Own(ctx context.Context, source string, ttl time.Duration) (bool, error)
+}
+
+// States records what a user should see of a source: reconnect needed,
+// skipped campaigns.
+type States interface {
+	SetState(ctx context.Context, source, state, reason string) error
+	Skipped(ctx context.Context, source, campaignID, reason string) error
+}
+
+// Config is what the poller needs.
+type Config struct {
+	Brokers       []string
+	Topics        kafka.Topics
+	TransactionID string // stable per instance
+	Sources       *config.Sources
+	HTTP          *http.Client
+	Owner         Owner
+	States        States
+	Log           *zap.Logger
+	Overlap       time.Duration // re-read before the cursor; default 10m
+	PageSize      int           // default 1000 (Mailchimp's maximum)
+	MaxBackoff    time.Duration // default 60s
+	ClientOpts    []kgo.Opt
+	Now           func() time.Time
+}
+
+// Cursor is a campaign's polling progress, the value of mailchimp.cursors.
+type Cursor struct {
+	// Since: the next pass asks for activity since Since minus the overlap.
+	Since time.Time `json:"since"`
+	// A pass in progress: its since, its start, and the next offset.
+	PassSince  time.Time `json:"pass_since"`
+	PassStart  time.Time `json:"pass_start"`
+	NextOffset int       `json:"next_offset,omitempty"`
+	// Stopped says why a campaign is no longer polled (404).
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// Run polls every source that has Mailchimp credentials until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Overlap <= 0 {
+		cfg.Overlap = 10 * time.Minute
+	}
+	if cfg.PageSize <= 0 || cfg.PageSize > mailchimp.MaxCount {
+		cfg.PageSize = mailchimp.MaxCount
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 60 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var polled []config.Source
+	for _, s := range cfg.Sources.All() {
+		if s.Polls() {
+			polled = append(polled, s)
+		}
+	}
+	if len(polled) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(cfg.ClientOpts),
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.TransactionalID(cfg.TransactionID),
+		kgo.TransactionTimeout(60*time.Second),
+	)...)
+	if err != nil {
+		return fmt.Errorf("poller: kafka: %w", err)
+	}
+	defer cl.Close()
+	p := &Poller{cfg: cfg, cl: cl, cursors: map[string]Cursor{}, sems: map[string]*semaphore.Weighted{}}
+	var wg sync.WaitGroup
+	for _, s := range polled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.loop(ctx, s)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Poller is the state of a running poller.
+type Poller struct {
+	cfg     Config
+	cl      *kgo.Client
+	txMu    sync.Mutex // one transaction at a time per producer
+	mu      sync.Mutex
+	cursors map[string]Cursor
+	sems    map[string]*semaphore.Weighted // per account
+}
+
+func (p *Poller) loop(ctx context.Context, src config.Source) {
+	for {
+		ttl := 2*src.PollInterval + time.Minute
+		owned, err := p.cfg.Owner.Own(ctx, src.ID, ttl)
+		switch {
+		case err != nil:
+			p.cfg.Log.Warn("poller: ownership check failed", zap.String("source", src.ID), zap.Error(err))
+		case !owned:
+			p.cfg.Log.Debug("poller: another instance owns the source", zap.String("source", src.ID))
+		default:
+			if err := p.Pass(ctx, src); err != nil && ctx.Err() == nil {
+				p.cfg.Log.Warn("poller: pass failed", zap.String("source", src.ID), zap.Error(err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(src.PollInterval):
+		}
+	}
+}
+
+func (p *Poller) semaphore(account string) *semaphore.Weighted {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.sems[account]
+	if s == nil {
+		s = semaphore.NewWeighted(mailchimp.MaxConcurrent)
+		p.sems[account] = s
+	}
+	return s
+}
+
+// Pass discovers src's campaigns and polls each one's activity once.
+func (p *Poller) Pass(ctx context.Context, src config.Source) error {
+	cred := mailchimp.Credentials{APIKey: src.MailchimpAPIKey, APIURL: src.MailchimpAPIURL}
+	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
+	if err != nil {
+		return err
+	}
+	sem := p.semaphore(cred.Account())
+	if err := p.loadCursors(ctx); err != nil {
+		return err
+	}
+	since := p.cfg.Now().Add(-src.ActivityWindow)
+	if !src.BackfillSince.IsZero() && src.BackfillSince.Before(since) {
+		since = src.BackfillSince
+	}
+	var raws []json.RawMessage
+	var camps []mailchimp.Campaign
+	for offset := 0; ; {
+		var page mailchimp.CampaignPage
+		err := p.call(ctx, sem, src, func() (err error) {
+			page, err = client.Campaigns(ctx, since, offset, p.cfg.PageSize)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, raw := range page.Campaigns {
+			c, err := mailchimp.ParseCampaign(raw)
+			if err != nil {
+				return fmt.Errorf("poller: %w", err)
+			}
+			raws, camps = append(raws, raw), append(camps, c)
+		}
+		offset += len(page.Campaigns)
+		if len(page.Campaigns) == 0 || offset >= page.TotalItems {
+			break
+		}
+	}
+	// Campaign objects first: the mapper learns titles before the activity.
+	if err := p.publish(ctx, src, mailchimp.KindCampaign, raws, func(i int) string { return camps[i].PartitionKey() }, nil); err != nil {
+		return err
+	}
+	g := sync.WaitGroup{}
+	errs := make(chan error, len(camps))
+	for _, c := range camps {
+		if !slices.Contains(polledTypes, c.Type) {
+			reason := fmt.Sprintf("%s campaigns are not exposed by Mailchimp's Reports API", c.Type)
+			if err := p.cfg.States.Skipped(ctx, src.ID, c.ID, reason); err != nil {
+				p.cfg.Log.Warn("poller: record skipped campaign", zap.Error(err))
+			}
+			continue
+		}
+		if c.Status != "sent" {
+			continue
+		}
+		g.Add(1)
+		go func() {
+			defer g.Done()
+			if err := p.pollCampaign(ctx, sem, client, src, c.ID); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	g.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func cursorKey(source, campaign string) string { return source + "/" + campaign }
+
+// pollCampaign pages through one campaign's activity from its cursor.
+func (p *Poller) pollCampaign(ctx context.Context, sem *semaphore.Weighted, client *mailchimp.Client, src config.Source, campaign string) error {
+	key := cursorKey(src.ID, campaign)
+	p.mu.Lock()
+	cur := p.cursors[key]
+	p.mu.Unlock()
+	if cur.Stopped != "" {
+		return nil
+	}
+	passSince, passStart, offset := time.Time{}, p.cfg.Now().UTC(), 0
+	if !cur.Since.IsZero() {
+		passSince = cur.Since.Add(-p.cfg.Overlap)
+	}
+	if cur.NextOffset > 0 {
+		passSince, passStart, offset = cur.PassSince, cur.PassStart, cur.NextOffset
+	}
+	for {
+		var page mailchimp.ActivityPage
+		err := p.call(ctx, sem, src, func() (err error) {
+			page, err = client.EmailActivity(ctx, campaign, passSince, offset, p.cfg.PageSize)
+			return err
+		})
+		if errors.Is(err, mailchimp.ErrNotFound) {
+			next := cur
+			next.Stopped = "campaign not found (404): no longer polled"
+			p.cfg.Log.Info("poller: campaign gone; stop polling it", zap.String("source", src.ID), zap.String("campaign", campaign))
+			return p.publish(ctx, src, "", nil, nil, &cursorUpdate{key, next})
+		}
+		if err != nil {
+			return err
+		}
+		next := offset + len(page.Emails)
+		done := len(page.Emails) == 0 || next >= page.TotalItems
+		nc := Cursor{Since: cur.Since, PassSince: passSince, PassStart: passStart, NextOffset: next}
+		if done {
+			nc = Cursor{Since: passStart}
+		}
+		keyOf := func(int) string { return "c:" + campaign }
+		if err := p.publish(ctx, src, mailchimp.KindEmailActivity, page.Emails, keyOf, &cursorUpdate{key, nc}); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		offset = next
+	}
+}
+
+type cursorUpdate struct {
+	key string
+	cur Cursor
+}
+
+// publish writes units (and the cursor, when set) in one transaction.
+func (p *Poller) publish(ctx context.Context, src config.Source, kind string, units []json.RawMessage, key func(int) string, cu *cursorUpdate) error {
+	if len(units) == 0 && cu == nil {
+		return nil
+	}
+	now := p.cfg.Now().UTC().Format(time.RFC3339Nano)
+	var recs []*kgo.Record
+	for i, u := range units {
+		recs = append(recs, &kgo.Record{Topic: p.cfg.Topics.Raw, Key: []byte(src.ID + "/" + key(i)), Value: u, Headers: []kgo.RecordHeader{
+			{Key: kafka.HeaderSource, Value: []byte(src.ID)},
+			{Key: kafka.HeaderKind, Value: []byte(kind)},
+			{Key: kafka.HeaderReceivedAt, Value: []byte(now)},
+			{Key: kafka.HeaderRequestID, Value: []byte("poll")},
+		}})
+	}
+	if cu != nil {
+		v, err := json.Marshal(cu.cur)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: p.cfg.Topics.Cursors, Key: []byte(cu.key), Value: v})
+	}
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if err := p.cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("poller: begin: %w", err)
+	}
+	err := p.cl.ProduceSync(ctx, recs...).FirstErr()
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err == nil {
+		err = p.cl.Flush(endCtx)
+	}
+	if endErr := p.cl.EndTransaction(endCtx, kgo.TransactionEndTry(err == nil)); endErr != nil && err == nil {
+		err = endErr
+	}
+	if err != nil {
+		return fmt.Errorf("poller: publish %s: %w", kind, err)
+	}
+	if cu != nil {
+		p.mu.Lock()
+		p.cursors[cu.key] = cu.cur
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// call runs one API call under the account's connection limit, backing off
+// on 429, 403 without a body, 5xx and timeouts. A refused key marks the
+// source "reconnect needed".
+func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.Source, fn func() error) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 500 * time.Millisecond
+	bo.MaxInterval = p.cfg.MaxBackoff
+	for {
+		if err := sem.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		err := fn()
+		sem.Release(1)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, mailchimp.ErrUnauthorized):
+			if serr := p.cfg.States.SetState(ctx, src.ID, "reconnect_needed", err.Error()); serr != nil {
+				p.cfg.Log.Warn("poller: record source state", zap.Error(serr))
+			}
+			return err
+		case !mailchimp.Retryable(err) || ctx.Err() != nil:
+			return err
+		}
+		wait := max(mailchimp.RetryAfter(err), bo.NextBackOff())
+		p.cfg.Log.Info("poller: Mailchimp asked to slow down; retrying", zap.String("source", src.ID), zap.Duration("in", wait), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// loadCursors reads mailchimp.cursors to its end: another instance may have
+// polled the source before this one took it over.
+func (p *Poller) loadCursors(ctx context.Context) error {
+	cl, err := kgo.NewClient(append(slices.Clone(p.cfg.ClientOpts),
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.ConsumeTopics(p.cfg.Topics.Cursors),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers count toward the end offset: see them to know
+		// when the end is reached.
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return fmt.Errorf("poller: cursors: %w", err)
+	}
+	defer cl.Close()
+	ends, err := kafkaEnds(ctx, cl, p.cfg.Topics.Cursors)
+	if err != nil {
+		return err
+	}
+	read := map[int32]int64{}
+	done := func() bool {
+		for part, end := range ends {
+			if read[part] < end {
+				return false
+			}
+		}
+		return true
+	}
+	loaded := map[string]Cursor{}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for !done() {
+		fs := cl.PollFetches(rctx)
+		if rctx.Err() != nil {
+			return fmt.Errorf("poller: reading cursors: %w", rctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			read[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
+			var c Cursor
+			if json.Unmarshal(r.Value, &c) == nil {
+				loaded[string(r.Key)] = c
+			}
+		})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, c := range loaded {
+		p.cursors[k] = c
+	}
+	return nil
+}
