@@ -74,7 +74,8 @@ func (e *StatusError) Error() string {
 }
 
 // ErrRejected marks an answer that retrying the same batch cannot change
-// (400 and other 4xx but 408 and 429): split the batch to isolate the bad event.
+// (400 and other 4xx but 408 and 429), or a batch Track refuses to send (over
+// MaxBatch, or not encodable as JSON): split the batch to isolate the bad event.
 var ErrRejected = errors.New("heap rejected the request")
 
 // Is makes errors.Is(err, ErrRejected) true for permanent status errors.
@@ -114,11 +115,11 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 		return nil
 	}
 	if len(evs) > MaxBatch {
-		return fmt.Errorf("heap track app %s: %d events over the %d limit", appID, len(evs), MaxBatch)
+		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, len(evs), MaxBatch, ErrRejected)
 	}
 	body, err := json.Marshal(TrackRequest{AppID: appID, Events: evs})
 	if err != nil {
-		return fmt.Errorf("heap track app %s: %w", appID, err)
+		return fmt.Errorf("heap track app %s: %w: %w", appID, ErrRejected, err)
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc

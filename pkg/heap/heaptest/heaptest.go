@@ -209,6 +209,9 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Sink) answerFault(w http.ResponseWriter, r *http.Request, f Fault) {
+	// Drain the body: net/http notices a client hanging up (r.Context() done)
+	// only once the body is read, and a Delay must end when the client gives up.
+	io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
 	if f.Delay > 0 {
 		select {
 		case <-time.After(f.Delay):
@@ -321,6 +324,9 @@ func validate(req heap.TrackRequest) string {
 					return fmt.Sprintf("events[%d]: property %q value of %d characters, limit %d", i, k, utf8.RuneCountInString(v), heap.MaxValueLen)
 				}
 			case json.Number:
+				if len(v) > heap.MaxValueLen {
+					return fmt.Sprintf("events[%d]: property %q number of %d characters, limit %d", i, k, len(v), heap.MaxValueLen)
+				}
 			default:
 				return fmt.Sprintf("events[%d]: property %q must be a string or a number, got %T", i, k, v)
 			}
@@ -389,9 +395,8 @@ func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) (time.Duration, s
 				w = ts[idx].Add(s.limits.Window).Sub(now)
 			}
 			if w > wait {
-				wait = w
+				wait, which = w, kind
 			}
-			which = kind
 		}
 	}
 	if wait > 0 {

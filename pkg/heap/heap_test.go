@@ -1,0 +1,458 @@
+package heap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want int // runes in the result
+	}{
+		{"empty", "", 0},
+		{"short ascii", "hello", 5},
+		{"short multibyte", "héllo wörld 日本 🎉", 16},
+		{"ascii at limit", strings.Repeat("a", 1023), 1023},
+		{"ascii one over", strings.Repeat("a", 1024), 1023},
+		{"ascii long", strings.Repeat("abc", 5000), 1023},
+		{"two-byte at limit", strings.Repeat("é", 1023), 1023},
+		{"two-byte one over", strings.Repeat("é", 1024), 1023},
+		{"three-byte long", strings.Repeat("日", 3000), 1023},
+		{"four-byte long", strings.Repeat("🎉", 2000), 1023},
+		{"mixed widths long", strings.Repeat("a日🎉é", 600), 1023},
+		{"under limit in runes, over in bytes", strings.Repeat("🎉", 1000), 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Truncate(tt.in)
+			if n := utf8.RuneCountInString(got); n != tt.want {
+				t.Errorf("Truncate: %d runes, want %d", n, tt.want)
+			}
+			if n := utf8.RuneCountInString(got); n > MaxValueLen {
+				t.Errorf("Truncate: %d runes, over the %d limit", n, MaxValueLen)
+			}
+			if !utf8.ValidString(got) {
+				t.Errorf("Truncate: result is not valid UTF-8")
+			}
+			if !strings.HasPrefix(tt.in, got) {
+				t.Errorf("Truncate: result is not a prefix of the input")
+			}
+			if utf8.RuneCountInString(tt.in) <= MaxValueLen && got != tt.in {
+				t.Errorf("Truncate changed a short string: %q -> %q", tt.in, got)
+			}
+		})
+	}
+}
+
+func TestTimestamp(t *testing.T) {
+	tests := []struct {
+		name string
+		in   time.Time
+		want string
+	}{
+		{"utc with millis", time.Date(2024, 3, 5, 7, 8, 9, 123_000_000, time.UTC), "2024-03-05T07:08:09.123Z"},
+		{"whole second keeps .000", time.Date(2024, 3, 5, 7, 8, 9, 0, time.UTC), "2024-03-05T07:08:09.000Z"},
+		{"sub-millisecond truncated", time.Date(2024, 3, 5, 7, 8, 9, 999_999_999, time.UTC), "2024-03-05T07:08:09.999Z"},
+		{"offset zone converted to UTC", time.Date(2024, 3, 5, 1, 0, 0, 5_000_000, time.FixedZone("x", 2*3600)), "2024-03-04T23:00:00.005Z"},
+		{"negative offset across new year", time.Date(2023, 12, 31, 23, 30, 0, 0, time.FixedZone("y", -5*3600)), "2024-01-01T04:30:00.000Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Timestamp(tt.in)
+			if got != tt.want {
+				t.Errorf("Timestamp(%v) = %q, want %q", tt.in, got, tt.want)
+			}
+			back, err := time.Parse(time.RFC3339Nano, got)
+			if err != nil {
+				t.Fatalf("Timestamp(%v) = %q is not RFC 3339: %v", tt.in, got, err)
+			}
+			if d := tt.in.Sub(back); d < 0 || d >= time.Millisecond {
+				t.Errorf("Timestamp(%v) round-trips to %v, %v away", tt.in, back, d)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name string
+		in   string
+		want time.Duration
+	}{
+		{"absent", "", 0},
+		{"seconds", "7", 7 * time.Second},
+		{"seconds with spaces", " 7 ", 7 * time.Second},
+		{"zero seconds", "0", 0},
+		{"large seconds", "3600", time.Hour},
+		{"negative seconds", "-5", 0},
+		{"fractional seconds", "1.5", 0},
+		{"garbage", "soon", 0},
+		{"http-date in the future", now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
+		{"rfc850 date in the future", now.Add(2 * time.Minute).Format(time.RFC850), 2 * time.Minute},
+		{"ansi c date in the future", now.Add(90 * time.Second).Format(time.ANSIC), 90 * time.Second},
+		{"http-date now", now.Format(http.TimeFormat), 0},
+		{"http-date in the past", now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{"malformed date", "Thu, 02 Jan 2025 99:04:05 GMT", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseRetryAfter(tt.in, now); got != tt.want {
+				t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// captured is one request as a test server saw it.
+type captured struct {
+	Method, Path, ContentType string
+	Body                      any
+}
+
+func TestTrackRequestShape(t *testing.T) {
+	evs := []Event{
+		{
+			Identity:       "a@example.com",
+			Event:          "Email Opened",
+			Timestamp:      "2024-03-05T07:08:09.123Z",
+			Properties:     map[string]any{"campaign": "spring", "count": 3},
+			IdempotencyKey: "k1",
+		},
+		{Identity: "b@example.com", Event: "Email Clicked"},
+	}
+	want := captured{
+		Method:      http.MethodPost,
+		Path:        TrackPath,
+		ContentType: "application/json",
+		Body: map[string]any{
+			"app_id": "12345",
+			"events": []any{
+				map[string]any{
+					"identity":        "a@example.com",
+					"event":           "Email Opened",
+					"timestamp":       "2024-03-05T07:08:09.123Z",
+					"properties":      map[string]any{"campaign": "spring", "count": float64(3)},
+					"idempotency_key": "k1",
+				},
+				map[string]any{"identity": "b@example.com", "event": "Email Clicked"},
+			},
+		},
+	}
+	for _, suffix := range []string{"", "/"} {
+		t.Run("base URL "+strconv.Quote(suffix), func(t *testing.T) {
+			var got []captured
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c := captured{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type")}
+				if err := json.NewDecoder(r.Body).Decode(&c.Body); err != nil {
+					t.Errorf("request body is not JSON: %v", err)
+				}
+				got = append(got, c)
+			}))
+			defer srv.Close()
+			c := &Client{HTTP: srv.Client()}
+			if err := c.Track(context.Background(), srv.URL+suffix, "12345", evs); err != nil {
+				t.Fatalf("Track: %v", err)
+			}
+			if diff := cmp.Diff([]captured{want}, got); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// countingServer counts requests and answers 200.
+func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func events(n int) []Event {
+	evs := make([]Event, n)
+	for i := range evs {
+		evs[i] = Event{Identity: "id" + strconv.Itoa(i), Event: "e", IdempotencyKey: "k" + strconv.Itoa(i)}
+	}
+	return evs
+}
+
+func TestTrackBatchSize(t *testing.T) {
+	tests := []struct {
+		name         string
+		evs          []Event
+		wantErr      bool
+		wantRequests int64
+	}{
+		{"nil batch sends nothing", nil, false, 0},
+		{"empty batch sends nothing", []Event{}, false, 0},
+		{"one event", events(1), false, 1},
+		{"MaxBatch events", events(MaxBatch), false, 1},
+		{"over MaxBatch refused without a request", events(MaxBatch + 1), true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, n := countingServer(t)
+			c := &Client{HTTP: srv.Client()}
+			err := c.Track(context.Background(), srv.URL, "1", tt.evs)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Track: err = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil {
+				// Resending the same batch cannot help: the caller must split it.
+				if Retryable(err) {
+					t.Errorf("Retryable(%v) = true, want false", err)
+				}
+				if !errors.Is(err, ErrRejected) {
+					t.Errorf("errors.Is(%v, ErrRejected) = false, want true", err)
+				}
+			}
+			if got := n.Load(); got != tt.wantRequests {
+				t.Errorf("server saw %d requests, want %d", got, tt.wantRequests)
+			}
+		})
+	}
+}
+
+func TestTrackUnencodableEvent(t *testing.T) {
+	srv, n := countingServer(t)
+	c := &Client{HTTP: srv.Client()}
+	evs := []Event{{Identity: "a", Event: "e", Properties: map[string]any{"score": math.NaN()}}}
+	err := c.Track(context.Background(), srv.URL, "1", evs)
+	if err == nil {
+		t.Fatal("Track with a NaN property: err = nil, want an error")
+	}
+	if Retryable(err) || !errors.Is(err, ErrRejected) {
+		t.Errorf("Track with a NaN property: Retryable = %v, ErrRejected = %v; want false, true", Retryable(err), errors.Is(err, ErrRejected))
+	}
+	if got := n.Load(); got != 0 {
+		t.Errorf("server saw %d requests, want 0", got)
+	}
+}
+
+func TestTrackStatus(t *testing.T) {
+	tests := []struct {
+		status         int
+		retryAfter     string
+		body           string
+		wantErr        bool
+		wantRejected   bool
+		wantRetryable  bool
+		wantRetryAfter time.Duration
+	}{
+		{status: 200},
+		{status: 201},
+		{status: 202},
+		{status: 204},
+		{status: 400, body: `{"error":"bad event"}`, wantErr: true, wantRejected: true},
+		{status: 401, wantErr: true, wantRejected: true},
+		{status: 404, body: "not found\n", wantErr: true, wantRejected: true},
+		{status: 413, wantErr: true, wantRejected: true},
+		{status: 422, wantErr: true, wantRejected: true},
+		{status: 400, retryAfter: "7", wantErr: true, wantRejected: true, wantRetryAfter: 7 * time.Second},
+		{status: 408, wantErr: true, wantRetryable: true},
+		{status: 429, retryAfter: "7", wantErr: true, wantRetryable: true, wantRetryAfter: 7 * time.Second},
+		{status: 429, wantErr: true, wantRetryable: true},
+		{status: 429, retryAfter: "garbage", wantErr: true, wantRetryable: true},
+		{status: 500, wantErr: true, wantRetryable: true},
+		{status: 502, wantErr: true, wantRetryable: true},
+		{status: 503, retryAfter: "3", body: "down for maintenance", wantErr: true, wantRetryable: true, wantRetryAfter: 3 * time.Second},
+		{status: 504, wantErr: true, wantRetryable: true},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status)+"/"+tt.retryAfter, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.retryAfter != "" {
+					w.Header().Set("Retry-After", tt.retryAfter)
+				}
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			c := &Client{HTTP: srv.Client()}
+			err := c.Track(context.Background(), srv.URL, "1", events(2))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Track: err = %v, want error %v", err, tt.wantErr)
+			}
+			if got := errors.Is(err, ErrRejected); got != tt.wantRejected {
+				t.Errorf("errors.Is(%v, ErrRejected) = %v, want %v", err, got, tt.wantRejected)
+			}
+			if got := Retryable(err); got != tt.wantRetryable {
+				t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.wantRetryable)
+			}
+			if got := RetryAfter(err); got != tt.wantRetryAfter {
+				t.Errorf("RetryAfter(%v) = %v, want %v", err, got, tt.wantRetryAfter)
+			}
+			if !tt.wantErr {
+				return
+			}
+			var se *StatusError
+			if !errors.As(err, &se) {
+				t.Fatalf("errors.As(%v, *StatusError) = false", err)
+			}
+			if se.Status != tt.status || se.Body != strings.TrimSpace(tt.body) {
+				t.Errorf("StatusError = {%d, %q}, want {%d, %q}", se.Status, se.Body, tt.status, strings.TrimSpace(tt.body))
+			}
+			if !strings.Contains(err.Error(), "app 1") {
+				t.Errorf("error %q does not name the app", err)
+			}
+		})
+	}
+}
+
+func TestTrackErrorBodyBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, strings.Repeat("x", 1<<20))
+	}))
+	defer srv.Close()
+	err := (&Client{HTTP: srv.Client()}).Track(context.Background(), srv.URL, "1", events(1))
+	var se *StatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("Track: err = %v, want a *StatusError", err)
+	}
+	if len(se.Body) > maxErrorBodyBytes {
+		t.Errorf("StatusError.Body is %d bytes, want at most %d", len(se.Body), maxErrorBodyBytes)
+	}
+}
+
+func TestTrackMalformedSuccessBody(t *testing.T) {
+	for _, body := range []string{"{not json", "<html>ok</html>", "\x00\xff"} {
+		t.Run(strconv.Quote(body), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, body)
+			}))
+			defer srv.Close()
+			if err := (&Client{HTTP: srv.Client()}).Track(context.Background(), srv.URL, "1", events(1)); err != nil {
+				t.Errorf("Track: %v, want nil", err)
+			}
+		})
+	}
+}
+
+// stallingServer never answers until the request is abandoned or the test ends.
+func stallingServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) }) // runs first: unblocks handlers before Close waits for them
+	return srv
+}
+
+func TestTrackTimeouts(t *testing.T) {
+	tests := []struct {
+		name          string
+		timeout       time.Duration                                // Client.Timeout
+		ctx           func() (context.Context, context.CancelFunc) // the caller's context
+		wantIs        error
+		wantRetryable bool
+	}{
+		{
+			name:          "client timeout bounds a slow server",
+			timeout:       50 * time.Millisecond,
+			ctx:           func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
+			wantIs:        context.DeadlineExceeded,
+			wantRetryable: true,
+		},
+		{
+			name: "caller deadline bounds a slow server",
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 50*time.Millisecond)
+			},
+			wantIs:        context.DeadlineExceeded,
+			wantRetryable: true,
+		},
+		{
+			name: "context cancelled before the call",
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				return ctx, cancel
+			},
+			wantIs: context.Canceled,
+		},
+		{
+			name:    "context cancelled during the call",
+			timeout: time.Hour,
+			ctx: func() (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(20*time.Millisecond, cancel)
+				return ctx, cancel
+			},
+			wantIs: context.Canceled,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := stallingServer(t)
+			ctx, cancel := tt.ctx()
+			defer cancel()
+			c := &Client{HTTP: srv.Client(), Timeout: tt.timeout}
+			done := make(chan error, 1)
+			go func() { done <- c.Track(ctx, srv.URL, "1", events(1)) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Track did not return within 30s of a stalled server")
+			}
+			if !errors.Is(err, tt.wantIs) {
+				t.Errorf("Track: err = %v, want errors.Is %v", err, tt.wantIs)
+			}
+			if errors.Is(err, ErrRejected) {
+				t.Errorf("errors.Is(%v, ErrRejected) = true, want false", err)
+			}
+			if got := Retryable(err); got != tt.wantRetryable {
+				t.Errorf("Retryable(%v) = %v, want %v", err, got, tt.wantRetryable)
+			}
+		})
+	}
+}
+
+func TestTrackTransportFailureRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	err := (&Client{}).Track(context.Background(), url, "1", events(1))
+	if err == nil {
+		t.Fatal("Track to a closed server: err = nil")
+	}
+	if !Retryable(err) || errors.Is(err, ErrRejected) {
+		t.Errorf("Track to a closed server: Retryable = %v, ErrRejected = %v; want true, false", Retryable(err), errors.Is(err, ErrRejected))
+	}
+}
+
+func TestRetryableNil(t *testing.T) {
+	if Retryable(nil) {
+		t.Error("Retryable(nil) = true")
+	}
+	if RetryAfter(nil) != 0 || RetryAfter(errors.New("x")) != 0 {
+		t.Error("RetryAfter of a non-status error is not zero")
+	}
+}
