@@ -74,6 +74,35 @@ type Cursor struct {
 
 // Run polls every source that has Mailchimp credentials until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
+	var polled []config.Source
+	for _, s := range cfg.Sources.All() {
+		if s.Polls() {
+			polled = append(polled, s)
+		}
+	}
+	if len(polled) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	p, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	var wg sync.WaitGroup
+	for _, s := range polled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.loop(ctx, s)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// New returns a poller; Pass polls one source once. Close it when done.
+func New(cfg Config) (*Poller, error) {
 	if cfg.Overlap <= 0 {
 		cfg.Overlap = 10 * time.Minute
 	}
@@ -86,36 +115,25 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var polled []config.Source
-	for _, s := range cfg.Sources.All() {
-		if s.Polls() {
-			polled = append(polled, s)
-		}
-	}
-	if len(polled) == 0 {
-		<-ctx.Done()
-		return nil
-	}
 	cl, err := kgo.NewClient(append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.TransactionalID(cfg.TransactionID),
 		kgo.TransactionTimeout(60*time.Second),
 	)...)
 	if err != nil {
-		return fmt.Errorf("poller: kafka: %w", err)
+		return nil, fmt.Errorf("poller: kafka: %w", err)
 	}
-	defer cl.Close()
-	p := &Poller{cfg: cfg, cl: cl, cursors: map[string]Cursor{}, sems: map[string]*semaphore.Weighted{}}
-	var wg sync.WaitGroup
-	for _, s := range polled {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.loop(ctx, s)
-		}()
-	}
-	wg.Wait()
-	return nil
+	return &Poller{cfg: cfg, cl: cl, cursors: map[string]Cursor{}, sems: map[string]*semaphore.Weighted{}}, nil
+}
+
+// Close releases the Kafka client.
+func (p *Poller) Close() { p.cl.Close() }
+
+// Cursor returns a campaign's cursor as this poller last saw it.
+func (p *Poller) Cursor(source, campaign string) Cursor {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cursors[cursorKey(source, campaign)]
 }
 
 // Poller is the state of a running poller.

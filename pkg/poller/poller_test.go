@@ -1,0 +1,218 @@
+package poller_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+)
+
+var now = time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC)
+
+type harness struct {
+	brokers []string
+	topics  kafka.Topics
+	mc      *mailchimptest.Server
+	status  *status.Store
+	src     config.Source
+	prefix  string
+	t       *testing.T
+}
+
+func newHarness(t *testing.T, opts ...mailchimptest.Option) *harness {
+	brokers := kafkatest.Brokers(t)
+	h := &harness{brokers: brokers, topics: kafkatest.Topics(t, brokers, 3), mc: mailchimptest.NewServer(t, opts...),
+		prefix: kafkatest.Prefix(t), t: t}
+	h.status = status.NewStore(redistest.Client(t))
+	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app", MailchimpAPIKey: mailchimptest.DefaultAPIKey,
+		MailchimpAPIURL: h.mc.APIURL, ActivityWindow: 90 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.src, _ = ss.Get("acme")
+	return h
+}
+
+func (h *harness) poller(pageSize int) *poller.Poller {
+	ss, _ := config.NewSources(h.src)
+	p, err := poller.New(poller.Config{Brokers: h.brokers, Topics: h.topics, TransactionID: h.prefix + "poller",
+		Sources: ss, Owner: lease.New(redistest.Client(h.t), "me"), States: h.status, Log: zaptest.NewLogger(h.t),
+		PageSize: pageSize, MaxBackoff: 200 * time.Millisecond, Now: func() time.Time { return now }})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(p.Close)
+	return p
+}
+
+// published returns the committed raw records by kind.
+func (h *harness) published(want int) map[string][]*kgo.Record {
+	recs := kafkatest.Consume(h.t, h.brokers, h.topics.Raw, want, 30*time.Second)
+	out := map[string][]*kgo.Record{}
+	for _, r := range recs {
+		k := kafka.Header(r, kafka.HeaderKind)
+		out[k] = append(out[k], r)
+	}
+	return out
+}
+
+func TestPollerFixtures(t *testing.T) {
+	h := newHarness(t)
+	h.mc.LoadFixtures()
+	p := h.poller(2)
+	ctx := context.Background()
+	if err := p.Pass(ctx, h.src); err != nil {
+		t.Fatal(err)
+	}
+	// Sent campaigns: regular, plaintext, variate, rss (the draft is not listed);
+	// the fixture activity of b3f0a9c1d2: four members, in pages of two.
+	got := h.published(8)
+	if n := len(got[mailchimp.KindCampaign]); n != 4 {
+		t.Errorf("%d campaign objects, want 4", n)
+	}
+	members := got[mailchimp.KindEmailActivity]
+	if len(members) != 4 {
+		t.Fatalf("%d activity members, want 4", len(members))
+	}
+	for _, r := range members {
+		m, err := mailchimp.ParseActivityMember(r.Value)
+		if err != nil || m.CampaignID != "b3f0a9c1d2" || kafka.Header(r, kafka.HeaderSource) != "acme" {
+			t.Errorf("member %s: %v", r.Value, err)
+		}
+	}
+	skipped, err := h.status.SkippedCampaigns(ctx, "acme")
+	if err != nil || !strings.Contains(skipped["d5f2c1e3f4"], "variate") || len(skipped) != 1 {
+		t.Errorf("skipped %v (%v)", skipped, err)
+	}
+	if c := p.Cursor("acme", "b3f0a9c1d2"); !c.Since.Equal(now) || c.NextOffset != 0 {
+		t.Errorf("cursor %+v", c)
+	}
+
+	// A second pass asks since the cursor minus the overlap: only new activity comes.
+	h.mc.AddActivity("b3f0a9c1d2", "late.opener@example.com", mailchimptest.Activity{Action: "open", Timestamp: now.Add(-time.Minute), IP: "192.0.2.9"})
+	if err := p.Pass(ctx, h.src); err != nil {
+		t.Fatal(err)
+	}
+	got = h.published(8 + 4 + 1)
+	if n := len(got[mailchimp.KindEmailActivity]); n != 5 {
+		t.Fatalf("%d members after the second pass, want 5 (no page published twice)", n)
+	}
+}
+
+// TestPollerResumesAfterCrash: a poller that dies mid-campaign leaves a
+// cursor at the next page; a new one continues there without gaps or doubles.
+func TestPollerResumesAfterCrash(t *testing.T) {
+	var crash atomic.Pointer[context.CancelFunc]
+	h := newHarness(t, mailchimptest.FaultFunc(func(r *http.Request) *mailchimptest.Fault {
+		if strings.Contains(r.URL.Path, "email-activity") && r.URL.Query().Get("offset") == "2000" {
+			if c := crash.Swap(nil); c != nil {
+				(*c)()
+				return &mailchimptest.Fault{Status: 503, Delay: 100 * time.Millisecond}
+			}
+		}
+		return nil
+	}))
+	camps := h.mc.Generate(7, 1, 2500, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	crash.Store(&cancel)
+	first := h.poller(1000)
+	if err := first.Pass(ctx, h.src); err == nil {
+		t.Fatal("the first pass should have died at its third page")
+	}
+	if c := first.Cursor("acme", camps[0].ID); c.NextOffset != 2000 {
+		t.Fatalf("cursor after the crash %+v, want next offset 2000", c)
+	}
+	second := h.poller(1000)
+	if err := second.Pass(context.Background(), h.src); err != nil {
+		t.Fatal(err)
+	}
+	got := h.published(1 + 2500)
+	seen := map[string]int{}
+	for _, r := range got[mailchimp.KindEmailActivity] {
+		var m struct {
+			EmailID string `json:"email_id"`
+		}
+		json.Unmarshal(r.Value, &m)
+		seen[m.EmailID]++
+	}
+	if len(seen) != 2500 {
+		t.Fatalf("%d distinct members, want 2500", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("member %s published %d times", id, n)
+		}
+	}
+}
+
+// TestPollerPolite: never more than 10 requests at once per account, 429
+// and 403-without-body answers backed off, a 404 campaign dropped for good.
+func TestPollerPolite(t *testing.T) {
+	var gone atomic.Value
+	gone.Store("")
+	h := newHarness(t, mailchimptest.WithLatency(20*time.Millisecond), mailchimptest.WithForbiddenFraction(0.3),
+		mailchimptest.FaultFunc(func(r *http.Request) *mailchimptest.Fault {
+			if id := gone.Load().(string); id != "" && strings.Contains(r.URL.Path, "/reports/"+id+"/") {
+				return &mailchimptest.Fault{Status: 404, Body: `{"title":"Resource Not Found","status":404}`}
+			}
+			return nil
+		}))
+	camps := h.mc.Generate(3, 40, 30, 1)
+	var victim string
+	for _, c := range camps {
+		if c.Type == "regular" && c.Status == "sent" {
+			victim = c.ID
+			break
+		}
+	}
+	gone.Store(victim)
+	h.mc.Inject(mailchimptest.Fault{Status: 429, RetryAfter: "0", Body: `{"title":"Too Many Requests","status":429}`, Times: 3})
+	p := h.poller(1000)
+	if err := p.Pass(context.Background(), h.src); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.mc.MaxAttempted(mailchimptest.DefaultAccount); n > mailchimp.MaxConcurrent {
+		t.Fatalf("%d requests at once, Mailchimp allows %d", n, mailchimp.MaxConcurrent)
+	}
+	if c := p.Cursor("acme", victim); c.Stopped == "" {
+		t.Fatalf("404 campaign still polled: %+v", c)
+	}
+	before := h.mc.Requests("/3.0/reports/" + victim)
+	if err := p.Pass(context.Background(), h.src); err != nil {
+		t.Fatal(err)
+	}
+	if after := h.mc.Requests("/3.0/reports/" + victim); after != before {
+		t.Errorf("a 404 campaign was asked for again (%d requests)", after-before)
+	}
+}
+
+// TestPollerRefusedKey: a key Mailchimp refuses marks the source.
+func TestPollerRefusedKey(t *testing.T) {
+	h := newHarness(t)
+	h.mc.LoadFixtures()
+	h.src.MailchimpAPIKey = "ffffffffffffffffffffffffffffffff-us19"
+	err := h.poller(1000).Pass(context.Background(), h.src)
+	if err == nil {
+		t.Fatal("a refused key passed")
+	}
+	state, _, _ := h.status.State(context.Background(), "acme")
+	if state != "reconnect_needed" {
+		t.Fatalf("state %q, want reconnect_needed", state)
+	}
+}
