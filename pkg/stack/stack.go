@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/goccy/go-yaml"
@@ -24,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 )
 
@@ -31,7 +33,8 @@ import (
 type Info struct {
 	IngressURL string
 	HeapURL    string
-	Sink       *heaptest.Sink // nil when HEAP_API_URL points at a real Heap
+	Sink       *heaptest.Sink         // nil when HEAP_API_URL points at a real Heap
+	Mailchimp  *mailchimptest.Service // the demo's Mailchimp stand-in, nil otherwise
 	Sources    *config.Sources
 	Brokers    []string
 }
@@ -85,6 +88,31 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 		ln.Close()
 		return err
 	}
+	var mc *mailchimptest.Service
+	if demo {
+		// The demo source polls an in-process Mailchimp stand-in serving the
+		// fixture campaign, so the demo shows polled opens and clicks too.
+		mc = mailchimptest.NewService()
+		mc.LoadFixtures()
+		mcln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("mailchimp stand-in: %w", err)
+		}
+		mcsrv := &http.Server{Handler: mc}
+		go mcsrv.Serve(mcln)
+		defer mcsrv.Close()
+		src := sources.All()[0]
+		src.MailchimpAPIKey = mailchimptest.DefaultAPIKey
+		src.MailchimpAPIURL = "http://" + mcln.Addr().String() + "/3.0"
+		src.ActivityWindow = 10 * 365 * 24 * time.Hour // the fixture campaign is from October 2026
+		src.PollInterval = 30 * time.Second
+		if sources, err = config.NewSources(src); err != nil {
+			ln.Close()
+			return err
+		}
+		log.Info("demo source polls a Mailchimp stand-in", zap.String("url", src.MailchimpAPIURL))
+	}
 	if env.InstanceID == "" {
 		env.InstanceID = "stack"
 	}
@@ -95,7 +123,7 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	}
 	defer d.Close()
 	printBanner(out, ingressURL, sources, demo)
-	info := Info{IngressURL: ingressURL, HeapURL: env.HeapAPIURL, Sink: sink, Sources: sources, Brokers: brokers}
+	info := Info{IngressURL: ingressURL, HeapURL: env.HeapAPIURL, Sink: sink, Mailchimp: mc, Sources: sources, Brokers: brokers}
 	if ready != nil {
 		ready(info)
 	}
