@@ -19,4 +19,3 @@ func kafkaEnds(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }
-
