@@ -390,55 +390,17 @@ func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.S
 // loadCursors reads mailchimp.cursors to its end: another instance may have
 // polled the source before this one took it over.
 func (p *Poller) loadCursors(ctx context.Context) error {
-	cl, err := kgo.NewClient(append(slices.Clone(p.cfg.ClientOpts),
-		kgo.SeedBrokers(p.cfg.Brokers...),
-		kgo.ConsumeTopics(p.cfg.Topics.Cursors),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transaction markers count toward the end offset: see them to know
-		// when the end is reached.
-		kgo.KeepControlRecords(),
-	)...)
+	table, err := kafka.ReadTable(ctx, append(slices.Clone(p.cfg.ClientOpts), kgo.SeedBrokers(p.cfg.Brokers...)), p.cfg.Topics.Cursors)
 	if err != nil {
 		return fmt.Errorf("poller: cursors: %w", err)
 	}
-	defer cl.Close()
-	ends, err := kafkaEnds(ctx, cl, p.cfg.Topics.Cursors)
-	if err != nil {
-		return err
-	}
-	read := map[int32]int64{}
-	done := func() bool {
-		for part, end := range ends {
-			if read[part] < end {
-				return false
-			}
-		}
-		return true
-	}
-	loaded := map[string]Cursor{}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for !done() {
-		fs := cl.PollFetches(rctx)
-		if rctx.Err() != nil {
-			return fmt.Errorf("poller: reading cursors: %w", rctx.Err())
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			read[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
-			}
-			var c Cursor
-			if json.Unmarshal(r.Value, &c) == nil {
-				loaded[string(r.Key)] = c
-			}
-		})
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k, c := range loaded {
-		p.cursors[k] = c
+	for k, v := range table {
+		var c Cursor
+		if json.Unmarshal(v, &c) == nil {
+			p.cursors[k] = c
+		}
 	}
 	return nil
 }
