@@ -29,7 +29,17 @@ type Env struct {
 	HeapTimeout    time.Duration `env:"HEAP_TIMEOUT" envDefault:"30s"`
 	LedgerTTL      time.Duration `env:"LEDGER_TTL" envDefault:"24h"`
 	Demo           bool          `env:"DEMO"`
+
+	// "Connect Mailchimp" (OAuth 2).
+	MailchimpClientID     string `env:"MAILCHIMP_CLIENT_ID"`
+	MailchimpClientSecret string `env:"MAILCHIMP_CLIENT_SECRET"`
+	MailchimpRedirectURL  string `env:"MAILCHIMP_REDIRECT_URL"`
+	MailchimpLoginURL     string `env:"MAILCHIMP_LOGIN_URL" envDefault:"https://login.mailchimp.com"`
+	TokenKey              string `env:"TOKEN_KEY"` // base64 of 32 bytes: encrypts OAuth tokens at rest
 }
+
+// OAuth reports whether "Connect Mailchimp" is configured.
+func (e Env) OAuth() bool { return e.MailchimpClientID != "" }
 
 // LoadEnv reads Env through lookup, so tests never touch the real environment.
 func LoadEnv(lookup func(string) (string, bool)) (Env, error) {
@@ -69,6 +79,9 @@ func (e Env) Validate() error {
 	}
 	if e.LedgerTTL <= 0 {
 		errs = append(errs, errors.New("LEDGER_TTL must be positive"))
+	}
+	if e.OAuth() && (e.MailchimpClientSecret == "" || e.MailchimpRedirectURL == "" || e.TokenKey == "") {
+		errs = append(errs, errors.New("MAILCHIMP_CLIENT_ID needs MAILCHIMP_CLIENT_SECRET, MAILCHIMP_REDIRECT_URL and TOKEN_KEY"))
 	}
 	if e.IngressAddr == "" {
 		errs = append(errs, errors.New("INGRESS_ADDR must not be empty"))

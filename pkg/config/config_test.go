@@ -20,15 +20,16 @@ func lookupFrom(vars map[string]string) func(string) (string, bool) {
 
 func defaultEnv() Env {
 	return Env{
-		IngressAddr:    ":8080",
-		AdminAddr:      ":9090",
-		Partitions:     6,
-		Replication:    -1,
-		DataDir:        "./data",
-		LogLevel:       "info",
-		ProduceTimeout: 8 * time.Second,
-		HeapTimeout:    30 * time.Second,
-		LedgerTTL:      24 * time.Hour,
+		IngressAddr:       ":8080",
+		AdminAddr:         ":9090",
+		Partitions:        6,
+		Replication:       -1,
+		DataDir:           "./data",
+		LogLevel:          "info",
+		ProduceTimeout:    8 * time.Second,
+		HeapTimeout:       30 * time.Second,
+		LedgerTTL:         24 * time.Hour,
+		MailchimpLoginURL: "https://login.mailchimp.com",
 	}
 }
 
@@ -172,5 +173,19 @@ func TestEnvValidate(t *testing.T) {
 	}
 	if err := defaultEnv().Validate(); err != nil {
 		t.Errorf("Validate() of defaults = %v", err)
+	}
+}
+
+func TestOAuthNeedsItsSettings(t *testing.T) {
+	lookup := func(m map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+	}
+	if _, err := LoadEnv(lookup(map[string]string{"MAILCHIMP_CLIENT_ID": "id"})); err == nil {
+		t.Fatal("a client id without secret, redirect URL and TOKEN_KEY was accepted")
+	}
+	e, err := LoadEnv(lookup(map[string]string{"MAILCHIMP_CLIENT_ID": "id", "MAILCHIMP_CLIENT_SECRET": "s",
+		"MAILCHIMP_REDIRECT_URL": "https://hooks.example.com/connect/mailchimp/callback", "TOKEN_KEY": "k"}))
+	if err != nil || !e.OAuth() {
+		t.Fatalf("complete OAuth settings refused: %v", err)
 	}
 }

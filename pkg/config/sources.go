@@ -52,15 +52,18 @@ type Source struct {
 	IdentityEventsPerMinute int `yaml:"identity_events_per_minute" json:"identity_events_per_minute"`
 
 	// Reports API polling (opens and clicks of marketing campaigns).
-	MailchimpAPIKey string        `yaml:"mailchimp_api_key" json:"mailchimp_api_key"`
-	MailchimpAPIURL string        `yaml:"mailchimp_api_url" json:"mailchimp_api_url"`
-	PollInterval    time.Duration `yaml:"poll_interval" json:"poll_interval"`
-	ActivityWindow  time.Duration `yaml:"activity_window" json:"activity_window"`
-	BackfillSince   time.Time     `yaml:"backfill_since" json:"backfill_since"`
+	MailchimpAPIKey string `yaml:"mailchimp_api_key" json:"mailchimp_api_key"`
+	MailchimpAPIURL string `yaml:"mailchimp_api_url" json:"mailchimp_api_url"`
+	// MailchimpOAuth: the account is connected through "Connect Mailchimp"
+	// (OAuth) instead of an API key.
+	MailchimpOAuth bool          `yaml:"mailchimp_oauth" json:"mailchimp_oauth"`
+	PollInterval   time.Duration `yaml:"poll_interval" json:"poll_interval"`
+	ActivityWindow time.Duration `yaml:"activity_window" json:"activity_window"`
+	BackfillSince  time.Time     `yaml:"backfill_since" json:"backfill_since"`
 }
 
 // Polls reports whether the source polls Mailchimp's Reports API.
-func (s Source) Polls() bool { return s.MailchimpAPIKey != "" }
+func (s Source) Polls() bool { return s.MailchimpAPIKey != "" || s.MailchimpOAuth }
 
 // Wants reports whether the source emits events of kind ev.
 func (s Source) Wants(ev string) bool { return slices.Contains(s.Events, ev) }

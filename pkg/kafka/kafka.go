@@ -35,6 +35,7 @@ type Topics struct {
 	RawDLQ    string // mailchimp.dlq
 	EventsDLQ string // heap.events.dlq
 	Cursors   string // mailchimp.cursors (compacted): the poller's progress per campaign
+	Tokens    string // mailchimp.tokens (compacted): encrypted OAuth tokens per source
 }
 
 // NewTopics returns the topic names under prefix.
@@ -46,16 +47,17 @@ func NewTopics(prefix string) Topics {
 		RawDLQ:    prefix + "mailchimp.dlq",
 		EventsDLQ: prefix + "heap.events.dlq",
 		Cursors:   prefix + "mailchimp.cursors",
+		Tokens:    prefix + "mailchimp.tokens",
 	}
 }
 
 // All lists every topic.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors}
+	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors, t.Tokens}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
-func (t Topics) Compacted(topic string) bool { return topic == t.Cursors }
+func (t Topics) Compacted(topic string) bool { return topic == t.Cursors || topic == t.Tokens }
 
 // Ensure creates the pipeline's missing topics, compacted where the contract says so.
 func (t Topics) Ensure(ctx context.Context, cl *kgo.Client, partitions int32, replication int16) error {

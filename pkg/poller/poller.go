@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
 // Campaign types polled; variate (multivariate) and automation emails are
@@ -43,6 +45,11 @@ type States interface {
 	Skipped(ctx context.Context, source, campaignID, reason string) error
 }
 
+// Tokens returns a source's OAuth token, when it was connected that way.
+type Tokens interface {
+	Get(ctx context.Context, source string) (tokens.Token, bool, error)
+}
+
 // Config is what the poller needs.
 type Config struct {
 	Brokers       []string
@@ -52,6 +59,7 @@ type Config struct {
 	HTTP          *http.Client
 	Owner         Owner
 	States        States
+	Tokens        Tokens // nil: API keys only
 	Log           *zap.Logger
 	Overlap       time.Duration // re-read before the cursor; default 10m
 	PageSize      int           // default 1000 (Mailchimp's maximum)
@@ -181,7 +189,10 @@ func (p *Poller) semaphore(account string) *semaphore.Weighted {
 
 // Pass discovers src's campaigns and polls each one's activity once.
 func (p *Poller) Pass(ctx context.Context, src config.Source) error {
-	cred := mailchimp.Credentials{APIKey: src.MailchimpAPIKey, APIURL: src.MailchimpAPIURL}
+	cred, ok, err := p.credentials(ctx, src)
+	if err != nil || !ok {
+		return err
+	}
 	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
 	if err != nil {
 		return err
@@ -249,6 +260,26 @@ func (p *Poller) Pass(ctx context.Context, src config.Source) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// credentials are the source's API key, or its OAuth token; ok is false
+// while an OAuth source waits for its connection.
+func (p *Poller) credentials(ctx context.Context, src config.Source) (mailchimp.Credentials, bool, error) {
+	if src.MailchimpAPIKey != "" {
+		return mailchimp.Credentials{APIKey: src.MailchimpAPIKey, APIURL: src.MailchimpAPIURL}, true, nil
+	}
+	if p.cfg.Tokens == nil {
+		return mailchimp.Credentials{}, false, nil
+	}
+	tok, ok, err := p.cfg.Tokens.Get(ctx, src.ID)
+	if err != nil || !ok {
+		return mailchimp.Credentials{}, false, err
+	}
+	apiURL := src.MailchimpAPIURL
+	if apiURL == "" && tok.APIEndpoint != "" {
+		apiURL = strings.TrimRight(tok.APIEndpoint, "/") + "/3.0"
+	}
+	return mailchimp.Credentials{Token: tok.AccessToken, DC: tok.DC, APIURL: apiURL}, true, nil
 }
 
 func cursorKey(source, campaign string) string { return source + "/" + campaign }

@@ -5,6 +5,8 @@ package service
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/connect"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
@@ -34,6 +37,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
 // NewLogger builds the process's JSON logger.
@@ -157,6 +161,23 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 		Log:            d.Log.Named("ingress"),
 		Ready:          d.Ready(),
 	}, ingress.KafkaPublisher{Client: producer})
+	if d.Env.OAuth() {
+		store, err := d.tokenStore(producer)
+		if err != nil {
+			return err
+		}
+		key, _ := tokens.ParseKey(d.Env.TokenKey)
+		mux := http.NewServeMux()
+		mux.Handle("/connect/", connect.Handler(connect.Config{
+			ClientID: d.Env.MailchimpClientID, ClientSecret: d.Env.MailchimpClientSecret,
+			RedirectURL: d.Env.MailchimpRedirectURL, LoginURL: d.Env.MailchimpLoginURL,
+			// The state key is derived from, never equal to, the token key.
+			StateKey: hmacKey(key, "oauth-state"),
+			Sources:  d.Sources, Tokens: store, States: status.NewStore(d.Redis), Log: d.Log.Named("connect"),
+		}))
+		mux.Handle("/", h)
+		h = mux
+	}
 	return Group(ctx,
 		func(ctx context.Context) error { return Serve(ctx, ln, h, d.Log) },
 		func(ctx context.Context) error { return Poller(ctx, d) },
@@ -166,7 +187,16 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 // Poller polls the Reports API of the sources that have Mailchimp
 // credentials (it runs inside ingress: both are Mailchimp's way in).
 func Poller(ctx context.Context, d *Deps) error {
+	var toks poller.Tokens
+	if d.Env.TokenKey != "" {
+		store, err := d.tokenStore(d.Kafka)
+		if err != nil {
+			return err
+		}
+		toks = store
+	}
 	return poller.Run(ctx, poller.Config{
+		Tokens:        toks,
 		Brokers:       d.Brokers,
 		Topics:        d.Topics,
 		TransactionID: d.Env.TopicPrefix + "poller-" + d.InstanceID(),
@@ -241,4 +271,19 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger
 	}
 	<-errc
 	return nil
+}
+
+// tokenStore opens the encrypted OAuth token store, writing through cl.
+func (d *Deps) tokenStore(cl *kgo.Client) (*tokens.Store, error) {
+	key, err := tokens.ParseKey(d.Env.TokenKey)
+	if err != nil {
+		return nil, err
+	}
+	return tokens.NewStore(key, d.Topics.Tokens, cl, kafka.ClientOpts(d.Brokers, d.Log))
+}
+
+func hmacKey(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
 }
