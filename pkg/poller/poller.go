@@ -435,3 +435,32 @@ func (p *Poller) loadCursors(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Backfill re-reads history for src: with campaign set, that campaign's
+// whole activity (its cursor reset); with since set, every campaign sent
+// since then. Events keep their original timestamps; deterministic event ids,
+// the delivery ledger and Heap's idempotency key keep what was already
+// delivered from doubling.
+func (p *Poller) Backfill(ctx context.Context, src config.Source, since time.Time, campaign string) error {
+	if campaign == "" {
+		if !since.IsZero() && (src.BackfillSince.IsZero() || since.Before(src.BackfillSince)) {
+			src.BackfillSince = since
+		}
+		return p.Pass(ctx, src)
+	}
+	cred, ok, err := p.credentials(ctx, src)
+	if err != nil || !ok {
+		return err
+	}
+	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
+	if err != nil {
+		return err
+	}
+	if err := p.loadCursors(ctx); err != nil {
+		return err
+	}
+	if err := p.publish(ctx, src, "", nil, nil, &cursorUpdate{cursorKey(src.ID, campaign), Cursor{}}); err != nil {
+		return err
+	}
+	return p.pollCampaign(ctx, p.semaphore(cred.Account()), client, src, campaign)
+}

@@ -216,3 +216,40 @@ func TestPollerRefusedKey(t *testing.T) {
 		t.Fatalf("state %q, want reconnect_needed", state)
 	}
 }
+
+// TestPollerBackfill: a campaign re-read from the start after it was polled,
+// and an old campaign outside the window found by a backfill date.
+func TestPollerBackfill(t *testing.T) {
+	h := newHarness(t)
+	h.mc.LoadFixtures()
+	old := mailchimptest.Campaign{ID: "0ld0000001", Type: "regular", Status: "sent", SendTime: now.AddDate(-1, 0, 0),
+		ListID: "7c1e5d2a90", Title: "Last year"}
+	h.mc.AddCampaign(old)
+	h.mc.AddActivity(old.ID, "jordan.lee@example.com", mailchimptest.Activity{Action: "open", Timestamp: old.SendTime.Add(time.Hour), IP: "192.0.2.1"})
+	p := h.poller(1000)
+	ctx := context.Background()
+	if err := p.Pass(ctx, h.src); err != nil {
+		t.Fatal(err)
+	}
+	h.published(8) // 4 campaigns, 4 members; last year's campaign is outside the window
+	if err := p.Backfill(ctx, h.src, time.Time{}, "b3f0a9c1d2"); err != nil {
+		t.Fatal(err)
+	}
+	got := h.published(8 + 4)
+	if n := len(got[mailchimp.KindEmailActivity]); n != 8 {
+		t.Fatalf("%d members after backfilling the campaign, want its 4 again (8)", n)
+	}
+	if err := p.Backfill(ctx, h.src, now.AddDate(-2, 0, 0), ""); err != nil {
+		t.Fatal(err)
+	}
+	got = h.published(8 + 4 + 5 + 1)
+	found := false
+	for _, r := range got[mailchimp.KindEmailActivity] {
+		if strings.Contains(string(r.Value), old.ID) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the backfill date did not reach last year's campaign")
+	}
+}

@@ -273,6 +273,37 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger
 	return nil
 }
 
+// Backfill re-reads a source's history once: one campaign, or every campaign
+// sent since a time (see poller.Backfill).
+func Backfill(ctx context.Context, d *Deps, source string, since time.Time, campaign string) error {
+	src, ok := d.Sources.Get(source)
+	if !ok {
+		return fmt.Errorf("unknown source %q", source)
+	}
+	if !src.Polls() {
+		return fmt.Errorf("source %q has no Mailchimp connection to poll", source)
+	}
+	cfg := poller.Config{
+		Brokers: d.Brokers, Topics: d.Topics, Sources: d.Sources, Log: d.Log.Named("backfill"),
+		TransactionID: d.Env.TopicPrefix + "backfill-" + d.InstanceID(),
+		Owner:         lease.New(d.Redis, d.InstanceID()), States: status.NewStore(d.Redis),
+		ClientOpts: kafka.ClientOpts(d.Brokers, d.Log),
+	}
+	if d.Env.TokenKey != "" {
+		store, err := d.tokenStore(d.Kafka)
+		if err != nil {
+			return err
+		}
+		cfg.Tokens = store
+	}
+	p, err := poller.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.Backfill(ctx, src, since, campaign)
+}
+
 // tokenStore opens the encrypted OAuth token store, writing through cl.
 func (d *Deps) tokenStore(cl *kgo.Client) (*tokens.Store, error) {
 	key, err := tokens.ParseKey(d.Env.TokenKey)
