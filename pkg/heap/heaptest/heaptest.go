@@ -6,6 +6,7 @@ package heaptest
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,13 +27,7 @@ type Accepted struct {
 }
 
 // Fault is one injected answer, used for the next Times requests (default 1).
-type Fault struct {
-	Status     int           // answer with this status (e.g. 429, 503)
-	RetryAfter string        // Retry-After header value, if any
-	Delay      time.Duration // sleep before answering (a timeout when longer than the client's)
-	Body       string        // body to send; for 2xx, a malformed body the client must tolerate
-	Times      int
-}
+type Fault = httpfault.Fault
 
 // Limits are Heap's rate limits; zero values disable a limit.
 type Limits struct {
@@ -54,7 +49,7 @@ type Sink struct {
 	requests   int
 	rejected   int
 	throttled  int
-	faults     []Fault
+	faults     httpfault.Queue
 	window     map[string][]time.Time // rate-limit key -> event times in the window
 	now        func() time.Time
 	onAccept   func(app string, evs []heap.Event)
@@ -103,23 +98,10 @@ func NewServer(t interface{ Cleanup(func()) }, opts ...Option) *Server {
 }
 
 // Inject queues faults, answered in order before normal service resumes.
-func (s *Sink) Inject(fs ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range fs {
-		if f.Times <= 0 {
-			f.Times = 1
-		}
-		s.faults = append(s.faults, f)
-	}
-}
+func (s *Sink) Inject(fs ...Fault) { s.faults.Inject(fs...) }
 
 // ClearFaults drops the faults not answered yet.
-func (s *Sink) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Sink) ClearFaults() { s.faults.Clear() }
 
 // Accepted returns the events kept so far, in arrival order.
 func (s *Sink) Accepted() []Accepted {
@@ -140,20 +122,6 @@ func (s *Sink) Stats() Stats {
 	return Stats{Requests: s.requests, Accepted: len(s.accepted), Duplicates: s.duplicates, Rejected: s.rejected, Throttled: s.throttled}
 }
 
-func (s *Sink) nextFault() (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
-		return Fault{}, false
-	}
-	f := s.faults[0]
-	s.faults[0].Times--
-	if s.faults[0].Times == 0 {
-		s.faults = s.faults[1:]
-	}
-	return f, true
-}
-
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != heap.TrackPath {
 		http.NotFound(w, r)
@@ -167,8 +135,8 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	s.mu.Unlock()
-	if f, ok := s.nextFault(); ok {
-		s.answerFault(w, r, f)
+	if f, ok := s.faults.Next(); ok {
+		httpfault.Answer(w, r, f, "application/json")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
@@ -192,7 +160,7 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.rejected++
 				s.mu.Unlock()
 			}
-			s.answerFault(w, r, *f)
+			httpfault.Answer(w, r, *f, "application/json")
 			return
 		}
 	}
@@ -206,28 +174,6 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.onAccept(req.AppID, kept)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{})
-}
-
-func (s *Sink) answerFault(w http.ResponseWriter, r *http.Request, f Fault) {
-	// Drain the body: net/http notices a client hanging up (r.Context() done)
-	// only once the body is read, and a Delay must end when the client gives up.
-	io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
-	if f.Delay > 0 {
-		select {
-		case <-time.After(f.Delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
-	}
-	status := f.Status
-	if status == 0 {
-		status = http.StatusServiceUnavailable
-	}
-	w.WriteHeader(status)
-	io.WriteString(w, f.Body)
 }
 
 func (s *Sink) reject(w http.ResponseWriter, msg string) {

@@ -13,7 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -48,15 +48,8 @@ const (
 
 var apiKeyRE = regexp.MustCompile(`^[0-9a-f]+-[a-z]+[0-9]+$`)
 
-// Fault is one injected answer to an API request, used for the next Times
-// requests (default 1).
-type Fault struct {
-	Status     int           // answer with this status (default 503)
-	RetryAfter string        // Retry-After header value, if any
-	Delay      time.Duration // sleep before answering (a timeout when longer than the client's)
-	Body       string        // body to send (problem+json for status >= 400 when it looks like JSON)
-	Times      int
-}
+// Fault is one injected answer, used for the next Times requests (default 1).
+type Fault = httpfault.Fault
 
 // Service is the stand-in's state and its http.Handler. Its zero value is not
 // usable; build it with NewService.
@@ -91,7 +84,7 @@ type Service struct {
 	maxAdmit  map[string]int
 	maxArrive map[string]int
 	throttled map[string]int
-	faults    []Fault
+	faults    httpfault.Queue
 }
 
 type token struct {
@@ -217,23 +210,10 @@ func (s *Service) RevokeToken(tok string) {
 // Inject queues faults for the next API requests (those under /3.0/ that
 // authenticated and got a connection slot), answered in order before normal
 // service resumes.
-func (s *Service) Inject(fs ...Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range fs {
-		if f.Times <= 0 {
-			f.Times = 1
-		}
-		s.faults = append(s.faults, f)
-	}
-}
+func (s *Service) Inject(fs ...Fault) { s.faults.Inject(fs...) }
 
 // ClearFaults drops the faults not answered yet.
-func (s *Service) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Service) ClearFaults() { s.faults.Clear() }
 
 // Requests returns how many requests arrived on paths starting with prefix
 // ("/3.0/campaigns", "/3.0/reports/", "/oauth2/token"), whatever the answer.
@@ -313,13 +293,13 @@ func (s *Service) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if s.beforeServe != nil {
 		s.beforeServe(r)
 	}
-	if f, ok := s.nextFault(); ok {
-		answerFault(w, r, f)
+	if f, ok := s.faults.Next(); ok {
+		httpfault.Answer(w, r, f, "application/problem+json")
 		return
 	}
 	if s.faultFn != nil {
 		if f := s.faultFn(r); f != nil {
-			answerFault(w, r, *f)
+			httpfault.Answer(w, r, *f, "application/problem+json")
 			return
 		}
 	}
@@ -404,42 +384,6 @@ func (s *Service) admit(account string) (release func(), refusal int) {
 		s.arriving[account]--
 		s.mu.Unlock()
 	}, 0
-}
-
-func (s *Service) nextFault() (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.faults) == 0 {
-		return Fault{}, false
-	}
-	f := s.faults[0]
-	s.faults[0].Times--
-	if s.faults[0].Times == 0 {
-		s.faults = s.faults[1:]
-	}
-	return f, true
-}
-
-func answerFault(w http.ResponseWriter, r *http.Request, f Fault) {
-	if !sleep(r, f.Delay) {
-		return
-	}
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
-	}
-	status := f.Status
-	if status == 0 {
-		status = http.StatusServiceUnavailable
-	}
-	if strings.HasPrefix(strings.TrimSpace(f.Body), "{") {
-		ct := "application/json"
-		if status >= 400 {
-			ct = "application/problem+json"
-		}
-		w.Header().Set("Content-Type", ct)
-	}
-	w.WriteHeader(status)
-	io.WriteString(w, f.Body)
 }
 
 // sleep waits d unless the client goes away first (then it reports false).
