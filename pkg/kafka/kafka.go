@@ -36,6 +36,7 @@ type Topics struct {
 	EventsDLQ string // heap.events.dlq
 	Cursors   string // mailchimp.cursors (compacted): the poller's progress per campaign
 	Tokens    string // mailchimp.tokens (compacted): encrypted OAuth tokens per source
+	Campaigns string // mailchimp.campaigns (compacted): campaign metadata, the truth behind the Redis cache
 }
 
 // NewTopics returns the topic names under prefix.
@@ -48,16 +49,19 @@ func NewTopics(prefix string) Topics {
 		EventsDLQ: prefix + "heap.events.dlq",
 		Cursors:   prefix + "mailchimp.cursors",
 		Tokens:    prefix + "mailchimp.tokens",
+		Campaigns: prefix + "mailchimp.campaigns",
 	}
 }
 
 // All lists every topic.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors, t.Tokens}
+	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors, t.Tokens, t.Campaigns}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
-func (t Topics) Compacted(topic string) bool { return topic == t.Cursors || topic == t.Tokens }
+func (t Topics) Compacted(topic string) bool {
+	return topic == t.Cursors || topic == t.Tokens || topic == t.Campaigns
+}
 
 // Ensure creates the pipeline's missing topics, compacted where the contract says so.
 func (t Topics) Ensure(ctx context.Context, cl *kgo.Client, partitions int32, replication int16) error {

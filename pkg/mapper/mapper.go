@@ -6,6 +6,7 @@ package mapper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -195,6 +196,17 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 	if err := m.resolveCampaigns(ctx, ok); err != nil {
 		return nil, err
 	}
+	for _, mp := range ok {
+		if c := mp.res.Campaign; c != nil {
+			// Kafka is the truth, Redis the cache: the metadata goes to the
+			// compacted topic in the same transaction.
+			v, err := json.Marshal(campaignRecord{c.ID, c.Title, c.ListID, c.Type, c.Fallback})
+			if err != nil {
+				return nil, fmt.Errorf("mapper: %w", err)
+			}
+			out = append(out, &kgo.Record{Topic: m.cfg.Topics.Campaigns, Key: []byte(mp.source.ID + "/" + c.ID), Value: v})
+		}
+	}
 	if err := m.resolveIdentities(ctx, ok); err != nil {
 		return nil, err
 	}
@@ -208,6 +220,15 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 		}
 	}
 	return out, nil
+}
+
+// campaignRecord is the value of mailchimp.campaigns.
+type campaignRecord struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	ListID   string `json:"list_id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Fallback bool   `json:"fallback,omitempty"` // title guessed from an audience webhook's subject
 }
 
 // resolveCampaigns stores the batch's campaign metadata, then fills titles.

@@ -191,6 +191,12 @@ func TestMapper(t *testing.T) {
 			t.Errorf("dead letter without reason/origin/kind: %q", reason)
 		}
 	}
+	// Campaign metadata is in the compacted topic too: four API objects (the
+	// draft included) and the audience campaign webhook.
+	camps := kafkatest.Consume(t, brokers, topics.Campaigns, len(fixtures.Campaigns())+1, 30*time.Second)
+	if len(camps) != len(fixtures.Campaigns())+1 {
+		t.Errorf("%d campaign records, want %d", len(camps), len(fixtures.Campaigns())+1)
+	}
 	evDead := kafkatest.Consume(t, brokers, topics.EventsDLQ, 1, 30*time.Second)
 	if len(evDead) != 1 || !strings.Contains(kafka.Header(evDead[0], kafka.HeaderReason), "identity longer than 255") {
 		t.Fatalf("events dlq: %d records", len(evDead))
