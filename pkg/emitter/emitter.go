@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 )
 
@@ -64,7 +65,8 @@ type Config struct {
 	// PacePeriod is the window of the per-minute limits; tests shorten it.
 	PacePeriod time.Duration
 	Observe    func(Stats) // called after each poll, when set
-	Ledger     Ledger      // nil: no ledger (Heap's idempotency key alone dedups)
+	Metrics    *metrics.Pipeline
+	Ledger     Ledger // nil: no ledger (Heap's idempotency key alone dedups)
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
@@ -145,11 +147,13 @@ type partition struct {
 }
 
 type item struct {
-	e   *entry
-	p   *partition
-	k   batchKey
-	ev  heap.Event
-	src config.Source
+	e        *entry
+	p        *partition
+	k        batchKey
+	ev       heap.Event
+	src      config.Source
+	at       time.Time // the Mailchimp event's time
+	received time.Time // ingress receipt
 }
 
 type queue struct {
@@ -208,6 +212,7 @@ func (l *loop) run(ctx context.Context) error {
 			st.Queued += len(q.items) + q.inflight
 		}
 		l.mu.Unlock()
+		l.cfg.Metrics.Backlog(st.Queued, st.PausedPartitions)
 		if l.cfg.Observe != nil {
 			l.cfg.Observe(st)
 		}
@@ -258,7 +263,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
-		q.items = append(q.items, &item{e: e, p: p, k: k, ev: HeapEvent(ev), src: src})
+		q.items = append(q.items, &item{e: e, p: p, k: k, ev: HeapEvent(ev), src: src, at: ev.Time, received: ev.Lineage.ReceivedAt})
 		p.apps[k]++
 		select {
 		case q.wake <- struct{}{}:
@@ -493,6 +498,7 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 		var skipped []*entry
 		batch = slices.DeleteFunc(batch, func(it *item) bool {
 			if seen[it.ev.IdempotencyKey] {
+				l.cfg.Metrics.Inc(metrics.EmitterEvents, k.app, it.ev.Event, "already_delivered")
 				skipped = append(skipped, it.e)
 				return true
 			}
@@ -520,6 +526,10 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 			l.cfg.Log.Warn("ledger record failed", zap.String("app", k.app), zap.Error(err))
 		}
 	}
+	now := time.Now()
+	for _, it := range delivered {
+		l.cfg.Metrics.Delivered(k.app, it.ev.Event, it.at, it.received, now)
+	}
 	l.finish(entries(delivered))
 	if len(dead) > 0 {
 		recs := make([]*kgo.Record, len(dead))
@@ -533,6 +543,7 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 		for i, d := range dead {
 			es[i] = d.e
 		}
+		l.cfg.Metrics.Add(metrics.EmitterEvents, float64(len(dead)), k.app, "", "dead_lettered")
 		l.finish(es)
 	}
 	return true
@@ -561,6 +572,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []
 		wait, undo := ids.Take(per)
 		if wait > 0 {
 			l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+			l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "identity")
 			if !sleep(ctx, wait) {
 				return false
 			}
@@ -578,6 +590,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []
 		}
 		undo()
 		l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+		l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "app")
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -613,6 +626,14 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []
 	bo.MaxInterval = l.cfg.MaxBackoff
 	for {
 		err := l.cfg.Heap.Track(ctx, k.url, k.app, evs)
+		switch {
+		case err == nil:
+			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "ok")
+		case errors.Is(err, heap.ErrRejected):
+			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
+		default:
+			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "retryable")
+		}
 		switch {
 		case err == nil:
 			l.cfg.Log.Debug("delivered", zap.String("app", k.app), zap.Int("events", len(evs)))

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +22,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 )
 
 // Body limits. Mailchimp documents none for audience webhooks (they are a few
@@ -49,6 +51,7 @@ type Config struct {
 	ProduceTimeout time.Duration
 	Log            *zap.Logger
 	Ready          []Check
+	Metrics        *metrics.Pipeline // nil: none
 	now            func() time.Time
 }
 
@@ -272,12 +275,15 @@ func (h *handler) publish(w http.ResponseWriter, r *http.Request, source, kind, 
 			h.cfg.Log.Warn("publish failed", zap.String("source", source), zap.String("kind", kind),
 				zap.String("request_id", rid), zap.Int("units", len(recs)), zap.Error(err))
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not stored, retry later", "request_id": rid})
+			h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, "503")
 			return
 		}
 	}
 	h.cfg.Log.Info("accepted", zap.String("source", source), zap.String("kind", kind),
 		zap.String("request_id", rid), zap.Int("units", len(recs)))
 	writeJSON(w, http.StatusOK, map[string]any{"accepted": len(recs), "request_id": rid})
+	h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, "200")
+	h.cfg.Metrics.Add(metrics.IngressUnits, float64(len(recs)), source, kind)
 }
 
 // fail answers a refused request. It logs the route, never the path: the
@@ -286,6 +292,7 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, source string, p 
 	h.cfg.Log.Info("refused", zap.String("source", source), zap.String("kind", kind), zap.String("request_id", rid),
 		zap.Int("status", p.status), zap.String("reason", p.msg), zap.String("route", r.Pattern))
 	writeJSON(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
+	h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, strconv.Itoa(p.status))
 }
 
 // KafkaPublisher publishes through a franz-go client (acks=all, idempotent:

@@ -24,6 +24,7 @@ const (
 	HeaderRequestID  = "request-id"
 	HeaderReason     = "reason"
 	HeaderEventID    = "event-id"
+	HeaderEventName  = "event-name"
 	HeaderOrigin     = "origin" // topic/partition/offset a dead letter came from
 )
 

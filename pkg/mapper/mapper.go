@@ -23,6 +23,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 )
 
 // Identities resolves email keys to Heap identities for one app.
@@ -52,6 +53,7 @@ type Config struct {
 	Campaigns  Campaigns
 	Log        *zap.Logger
 	MaxPoll    int // records per transaction; default 2000
+	Metrics    *metrics.Pipeline
 	ClientOpts []kgo.Opt
 }
 
@@ -151,6 +153,7 @@ func (m *loop) run(ctx context.Context) error {
 		}
 		switch {
 		case err != nil:
+			m.cfg.Metrics.Inc(metrics.MapperTxns, "aborted")
 			wait := bo.NextBackOff()
 			m.cfg.Log.Warn("batch aborted; will process again", zap.Error(err), zap.Int("records", len(recs)), zap.Duration("in", wait))
 			select {
@@ -159,8 +162,13 @@ func (m *loop) run(ctx context.Context) error {
 			case <-time.After(wait):
 			}
 		case !committed:
+			m.cfg.Metrics.Inc(metrics.MapperTxns, "rebalanced")
 			m.cfg.Log.Info("transaction aborted by a rebalance; records will be processed again", zap.Int("records", len(recs)))
 		default:
+			m.cfg.Metrics.Inc(metrics.MapperTxns, "committed")
+			for _, r := range out {
+				m.count(r)
+			}
 			bo.Reset()
 			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", len(out)))
 		}
@@ -325,6 +333,7 @@ func (m *loop) eventRecord(e events.Event) (*kgo.Record, error) {
 	hdrs := []kgo.RecordHeader{
 		{Key: kafka.HeaderSource, Value: []byte(e.SourceID)},
 		{Key: kafka.HeaderEventID, Value: []byte(e.ID)},
+		{Key: kafka.HeaderEventName, Value: []byte(e.Name)},
 	}
 	switch {
 	case e.Identity == "":
@@ -334,6 +343,21 @@ func (m *loop) eventRecord(e events.Event) (*kgo.Record, error) {
 		return &kgo.Record{Topic: m.cfg.Topics.EventsDLQ, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
 	default:
 		return &kgo.Record{Topic: m.cfg.Topics.Events, Key: e.Key(), Value: val, Headers: hdrs}, nil
+	}
+}
+
+// count records one committed output record.
+func (m *loop) count(r *kgo.Record) {
+	source := kafka.Header(r, kafka.HeaderSource)
+	switch r.Topic {
+	case m.cfg.Topics.RawDLQ:
+		m.cfg.Metrics.Inc(metrics.MapperRawDead, source, kafka.Header(r, kafka.HeaderKind))
+	case m.cfg.Topics.Events:
+		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "heap")
+	case m.cfg.Topics.Pending:
+		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "pending")
+	case m.cfg.Topics.EventsDLQ:
+		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "dead_lettered")
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
@@ -60,6 +61,7 @@ type Config struct {
 	Owner         Owner
 	States        States
 	Tokens        Tokens // nil: API keys only
+	Metrics       *metrics.Pipeline
 	Log           *zap.Logger
 	Overlap       time.Duration // re-read before the cursor; default 10m
 	PageSize      int           // default 1000 (Mailchimp's maximum)
@@ -397,6 +399,18 @@ func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.S
 		}
 		err := fn()
 		sem.Release(1)
+		outcome := "ok"
+		switch {
+		case errors.Is(err, mailchimp.ErrNotFound):
+			outcome = "not_found"
+		case errors.Is(err, mailchimp.ErrUnauthorized):
+			outcome = "refused"
+		case mailchimp.Retryable(err):
+			outcome = "retryable"
+		case err != nil:
+			outcome = "error"
+		}
+		p.cfg.Metrics.Inc(metrics.PollerRequests, src.ID, outcome)
 		switch {
 		case err == nil:
 			return nil

@@ -33,6 +33,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
@@ -82,6 +83,15 @@ type Deps struct {
 	Redis   *redis.Client
 	Codec   *events.Codec
 	Kafka   *kgo.Client // plain client: readiness, topic setup
+	Metrics *metrics.Pipeline
+}
+
+// clientOpts are every Kafka client's options: brokers and logger.
+func (d *Deps) clientOpts() []kgo.Opt { return kafka.ClientOpts(d.Brokers, d.Log) }
+
+// roleOpts add the client metrics of a long-lived client in role.
+func (d *Deps) roleOpts(role string) []kgo.Opt {
+	return append(d.clientOpts(), d.Metrics.KafkaHooks(role)...)
 }
 
 // Open builds Deps: Redis client, Avro codec, Kafka client, and the
@@ -102,13 +112,14 @@ func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap
 		rdb.Close()
 		return nil, err
 	}
-	cl, err := kgo.NewClient(kafka.ClientOpts(brokers, log)...)
+	m := metrics.New()
+	cl, err := kgo.NewClient(append(kafka.ClientOpts(brokers, log), m.KafkaHooks("admin")...)...)
 	if err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	d := &Deps{Env: env, Sources: sources, Log: log, Brokers: brokers, Topics: kafka.NewTopics(env.TopicPrefix),
-		Redis: rdb, Codec: codec, Kafka: cl}
+		Redis: rdb, Codec: codec, Kafka: cl, Metrics: m}
 	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := d.Topics.Ensure(setupCtx, cl, env.Partitions, env.Replication); err != nil {
@@ -147,7 +158,7 @@ func (d *Deps) InstanceID() string {
 
 // Ingress serves the webhook API on ln until ctx ends.
 func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
-	producer, err := kgo.NewClient(append(kafka.ClientOpts(d.Brokers, d.Log),
+	producer, err := kgo.NewClient(append(d.roleOpts("ingress"),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)...)
 	if err != nil {
@@ -160,7 +171,14 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 		ProduceTimeout: d.Env.ProduceTimeout,
 		Log:            d.Log.Named("ingress"),
 		Ready:          d.Ready(),
+		Metrics:        d.Metrics,
 	}, ingress.KafkaPublisher{Client: producer})
+	{
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", d.Metrics.Handler())
+		mux.Handle("/", h)
+		h = mux
+	}
 	if d.Env.OAuth() {
 		store, err := d.tokenStore(producer)
 		if err != nil {
@@ -204,7 +222,8 @@ func Poller(ctx context.Context, d *Deps) error {
 		Owner:         lease.New(d.Redis, d.InstanceID()),
 		States:        status.NewStore(d.Redis),
 		Log:           d.Log.Named("poller"),
-		ClientOpts:    kafka.ClientOpts(d.Brokers, d.Log),
+		Metrics:       d.Metrics,
+		ClientOpts:    d.clientOpts(),
 	})
 }
 
@@ -221,7 +240,8 @@ func Mapper(ctx context.Context, d *Deps) error {
 		Identities:    identity.NewStore(d.Redis),
 		Campaigns:     campaigns.NewStore(d.Redis),
 		Log:           d.Log.Named("mapper"),
-		ClientOpts:    kafka.ClientOpts(d.Brokers, d.Log),
+		Metrics:       d.Metrics,
+		ClientOpts:    d.roleOpts("mapper"),
 	})
 }
 
@@ -239,7 +259,8 @@ func Emitter(ctx context.Context, d *Deps) error {
 		Pacer:      pacing.NewApps(d.Redis),
 		Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
 		Log:        d.Log.Named("emitter"),
-		ClientOpts: kafka.ClientOpts(d.Brokers, d.Log),
+		Metrics:    d.Metrics,
+		ClientOpts: d.roleOpts("emitter"),
 	})
 }
 
@@ -251,6 +272,7 @@ func Admin(d *Deps) http.Handler {
 		fmt.Fprintln(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", ingress.ReadyHandler(d.Ready()))
+	mux.Handle("GET /metrics", d.Metrics.Handler())
 	return mux
 }
 
@@ -287,7 +309,7 @@ func Backfill(ctx context.Context, d *Deps, source string, since time.Time, camp
 		Brokers: d.Brokers, Topics: d.Topics, Sources: d.Sources, Log: d.Log.Named("backfill"),
 		TransactionID: d.Env.TopicPrefix + "backfill-" + d.InstanceID(),
 		Owner:         lease.New(d.Redis, d.InstanceID()), States: status.NewStore(d.Redis),
-		ClientOpts: kafka.ClientOpts(d.Brokers, d.Log),
+		ClientOpts: d.clientOpts(),
 	}
 	if d.Env.TokenKey != "" {
 		store, err := d.tokenStore(d.Kafka)
@@ -310,7 +332,7 @@ func (d *Deps) tokenStore(cl *kgo.Client) (*tokens.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tokens.NewStore(key, d.Topics.Tokens, cl, kafka.ClientOpts(d.Brokers, d.Log))
+	return tokens.NewStore(key, d.Topics.Tokens, cl, d.clientOpts())
 }
 
 func hmacKey(key []byte, purpose string) []byte {
