@@ -29,8 +29,8 @@ type Pipeline struct {
 	PacingWait        *prometheus.CounterVec // app, budget: app|identity (seconds)
 	EmitterQueued     prometheus.Gauge
 	EmitterPaused     prometheus.Gauge
-	LatencyFromEvent  prometheus.Histogram // Mailchimp event time -> Heap 2xx
-	LatencyFromIngest prometheus.Histogram // ingress receipt -> Heap 2xx
+	LatencyFromEvent  prometheus.Histogram   // Mailchimp event time -> Heap 2xx
+	LatencyFromIngest prometheus.Histogram   // ingress receipt -> Heap 2xx
 	PollerRequests    *prometheus.CounterVec // source, outcome
 }
 
