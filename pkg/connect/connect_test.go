@@ -45,7 +45,7 @@ func TestConnectRoundTrip(t *testing.T) {
 	topics := kafkatest.Topics(t, brokers, 1)
 	mc := mailchimptest.NewServer(t)
 	mc.LoadFixtures()
-	rdb := redistest.Client(t)
+	rdb := redistest.PrivateClient(t) // source status keys are not prefixed per test
 	sts := status.NewStore(rdb)
 	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app", MailchimpOAuth: true, ActivityWindow: 3650 * 24 * time.Hour})
 	if err != nil {

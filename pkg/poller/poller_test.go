@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
@@ -30,6 +31,7 @@ type harness struct {
 	topics  kafka.Topics
 	mc      *mailchimptest.Server
 	status  *status.Store
+	rdb     *redis.Client
 	src     config.Source
 	prefix  string
 	t       *testing.T
@@ -39,7 +41,9 @@ func newHarness(t *testing.T, opts ...mailchimptest.Option) *harness {
 	brokers := kafkatest.Brokers(t)
 	h := &harness{brokers: brokers, topics: kafkatest.Topics(t, brokers, 3), mc: mailchimptest.NewServer(t, opts...),
 		prefix: kafkatest.Prefix(t), t: t}
-	h.status = status.NewStore(redistest.Client(t))
+	// Source status keys are not prefixed per test: a Redis of the test's own.
+	h.rdb = redistest.PrivateClient(t)
+	h.status = status.NewStore(h.rdb)
 	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app", MailchimpAPIKey: mailchimptest.DefaultAPIKey,
 		MailchimpAPIURL: h.mc.APIURL, ActivityWindow: 90 * 24 * time.Hour})
 	if err != nil {
@@ -52,7 +56,7 @@ func newHarness(t *testing.T, opts ...mailchimptest.Option) *harness {
 func (h *harness) poller(pageSize int) *poller.Poller {
 	ss, _ := config.NewSources(h.src)
 	p, err := poller.New(poller.Config{Brokers: h.brokers, Topics: h.topics, TransactionID: h.prefix + "poller",
-		Sources: ss, Owner: lease.New(redistest.Client(h.t), "me"), States: h.status, Log: zaptest.NewLogger(h.t),
+		Sources: ss, Owner: lease.New(h.rdb, "me"), States: h.status, Log: zaptest.NewLogger(h.t),
 		PageSize: pageSize, MaxBackoff: 200 * time.Millisecond, Now: func() time.Time { return now }})
 	if err != nil {
 		h.t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 )
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
@@ -62,7 +64,7 @@ next:
 // TestStackMetrics: /metrics is scraped and parsed, and its counters tell
 // what the end-to-end run did.
 func TestStackMetrics(t *testing.T) {
-	prefix := "metrics"
+	prefix := kafkatest.Prefix(t)
 	env := testEnv(t, prefix)
 	env.SourcesFile = writeSources(t, prefix+"app")
 	info := startStack(t, env)

@@ -43,7 +43,19 @@ func URL(t testing.TB) string {
 // Client returns a client for URL(t), closed when t ends.
 func Client(t testing.TB) *redis.Client {
 	t.Helper()
-	opts, err := redis.ParseURL(URL(t))
+	return clientFor(t, URL(t))
+}
+
+// PrivateClient returns a client of a Redis of t's own (NewServer), for tests
+// whose keys are not scoped by a unique prefix.
+func PrivateClient(t testing.TB) *redis.Client {
+	t.Helper()
+	return clientFor(t, NewServer(t).URL)
+}
+
+func clientFor(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
