@@ -108,6 +108,16 @@ func runSession(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("mapper: session: %w", err)
 	}
 	defer sess.Close()
+	// Take the transactional id now: this fences a killed predecessor and
+	// aborts its open transaction at once. Left to the first Begin, the group's
+	// offset fetch could wait on that transaction (unstable offsets) until the
+	// transaction timeout, since nothing would be processed to get there.
+	initCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	_, _, err = sess.Client().ProducerID(initCtx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("mapper: init producer id: %w", err)
+	}
 	m := &loop{cfg: cfg, sess: sess}
 	return m.run(ctx)
 }
