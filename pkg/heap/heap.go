@@ -9,10 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 // Documented limits of the Track API.
@@ -151,15 +152,4 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	})
 }
 
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
+func parseRetryAfter(v string, now time.Time) time.Duration { return retryafter.Parse(v, now) }

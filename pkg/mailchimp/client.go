@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 // API limits (DESIGN.md §2).
@@ -223,8 +225,6 @@ func apiError(resp *http.Response, body []byte) *APIError {
 	if json.Unmarshal(body, &p) == nil {
 		e.Title, e.Detail = p.Title, p.Detail
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s >= 0 {
-		e.RetryAfter = time.Duration(s) * time.Second
-	}
+	e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 	return e
 }
