@@ -3,7 +3,6 @@ package stack_test
 import (
 	"context"
 	"fmt"
-	"go.uber.org/goleak"
 	"net"
 	"net/http"
 	"os"
@@ -13,12 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"go.uber.org/goleak"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack"
 )
 

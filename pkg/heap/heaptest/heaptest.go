@@ -6,7 +6,6 @@ package heaptest
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 )
 
 // Accepted is one event Heap kept.

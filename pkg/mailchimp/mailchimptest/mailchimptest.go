@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -21,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 )
 
