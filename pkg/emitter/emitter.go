@@ -629,16 +629,10 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []
 		switch {
 		case err == nil:
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "ok")
-		case errors.Is(err, heap.ErrRejected):
-			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
-		default:
-			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "retryable")
-		}
-		switch {
-		case err == nil:
 			l.cfg.Log.Debug("delivered", zap.String("app", k.app), zap.Int("events", len(evs)))
 			return items, nil, nil
 		case errors.Is(err, heap.ErrRejected):
+			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
 			if len(items) == 1 {
 				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error())}}, nil
 			}
@@ -649,7 +643,9 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []
 			}
 			okB, deadB, err := l.send(ctx, k, items[half:])
 			return append(okA, okB...), append(deadA, deadB...), err
-		case ctx.Err() != nil:
+		}
+		l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "retryable")
+		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
 		wait := max(heap.RetryAfter(err), bo.NextBackOff())

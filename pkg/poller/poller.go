@@ -191,16 +191,8 @@ func (p *Poller) semaphore(account string) *semaphore.Weighted {
 
 // Pass discovers src's campaigns and polls each one's activity once.
 func (p *Poller) Pass(ctx context.Context, src config.Source) error {
-	cred, ok, err := p.credentials(ctx, src)
+	client, sem, ok, err := p.client(ctx, src)
 	if err != nil || !ok {
-		return err
-	}
-	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
-	if err != nil {
-		return err
-	}
-	sem := p.semaphore(cred.Account())
-	if err := p.loadCursors(ctx); err != nil {
 		return err
 	}
 	since := p.cfg.Now().Add(-src.ActivityWindow)
@@ -262,6 +254,24 @@ func (p *Poller) Pass(ctx context.Context, src config.Source) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// client prepares a pass over src: its API client, its account's connection
+// limit, and the latest cursors. ok is false while an OAuth source waits for
+// its connection.
+func (p *Poller) client(ctx context.Context, src config.Source) (*mailchimp.Client, *semaphore.Weighted, bool, error) {
+	cred, ok, err := p.credentials(ctx, src)
+	if err != nil || !ok {
+		return nil, nil, false, err
+	}
+	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := p.loadCursors(ctx); err != nil {
+		return nil, nil, false, err
+	}
+	return client, p.semaphore(cred.Account()), true, nil
 }
 
 // credentials are the source's API key, or its OAuth token; ok is false
@@ -462,19 +472,12 @@ func (p *Poller) Backfill(ctx context.Context, src config.Source, since time.Tim
 		}
 		return p.Pass(ctx, src)
 	}
-	cred, ok, err := p.credentials(ctx, src)
+	client, sem, ok, err := p.client(ctx, src)
 	if err != nil || !ok {
-		return err
-	}
-	client, err := mailchimp.NewClient(cred, p.cfg.HTTP)
-	if err != nil {
-		return err
-	}
-	if err := p.loadCursors(ctx); err != nil {
 		return err
 	}
 	if err := p.publish(ctx, src, "", nil, nil, &cursorUpdate{cursorKey(src.ID, campaign), Cursor{}}); err != nil {
 		return err
 	}
-	return p.pollCampaign(ctx, p.semaphore(cred.Account()), client, src, campaign)
+	return p.pollCampaign(ctx, sem, client, src, campaign)
 }
