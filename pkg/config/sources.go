@@ -60,6 +60,15 @@ type Source struct {
 	PollInterval   time.Duration `yaml:"poll_interval" json:"poll_interval"`
 	ActivityWindow time.Duration `yaml:"activity_window" json:"activity_window"`
 	BackfillSince  time.Time     `yaml:"backfill_since" json:"backfill_since"`
+
+	// Identity feed (POST /v1/identities), for a custom email join key.
+	// IdentityToken is the bearer token callers present; ForwardIdentities
+	// also sends each accepted call on to Heap's add_user_properties.
+	IdentityToken     string `yaml:"identity_token" json:"identity_token"`
+	ForwardIdentities bool   `yaml:"forward_identities" json:"forward_identities"`
+	// PendingMaxAge is how long an event waits in heap.events.pending for its
+	// identity before it is dead-lettered as unmatched.
+	PendingMaxAge time.Duration `yaml:"pending_max_age" json:"pending_max_age"`
 }
 
 // Polls reports whether the source polls Mailchimp's Reports API.
@@ -113,7 +122,13 @@ func (s *Source) applyDefaults() {
 	if s.ActivityWindow == 0 {
 		s.ActivityWindow = 30 * 24 * time.Hour
 	}
+	if s.PendingMaxAge == 0 {
+		s.PendingMaxAge = DefaultPendingMaxAge
+	}
 }
+
+// DefaultPendingMaxAge is how long an unmatched event waits by default.
+const DefaultPendingMaxAge = 7 * 24 * time.Hour
 
 // Validate reports what is wrong with one source.
 func (s Source) Validate() error {
@@ -152,6 +167,15 @@ func (s Source) Validate() error {
 	}
 	if s.ActivityWindow <= 0 {
 		errs = append(errs, fmt.Errorf("activity_window %s must be positive", s.ActivityWindow))
+	}
+	if s.IdentityToken != "" && len(s.IdentityToken) < 16 {
+		errs = append(errs, errors.New("identity_token must be at least 16 characters"))
+	}
+	if s.ForwardIdentities && s.IdentityToken == "" {
+		errs = append(errs, errors.New("forward_identities needs identity_token"))
+	}
+	if s.PendingMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("pending_max_age %s must be positive", s.PendingMaxAge))
 	}
 	for _, ev := range s.Events {
 		if !slices.Contains([]string{EventOpen, EventClick, EventBounce, EventSent}, ev) {

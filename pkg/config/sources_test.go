@@ -21,6 +21,7 @@ func withDefaults(id, app string) Source {
 		IdentityEventsPerMinute: HeapIdentityEventsPerMinute,
 		PollInterval:            5 * time.Minute,
 		ActivityWindow:          30 * 24 * time.Hour,
+		PendingMaxAge:           DefaultPendingMaxAge,
 	}
 }
 
@@ -39,6 +40,7 @@ func TestParseSources(t *testing.T) {
 		IdentityEventsPerMinute: 10,
 		PollInterval:            5 * time.Minute,
 		ActivityWindow:          30 * 24 * time.Hour,
+		PendingMaxAge:           DefaultPendingMaxAge,
 	}
 	tests := []struct {
 		name string

@@ -51,9 +51,9 @@ type Lineage struct {
 // events in order on one partition.
 func (e Event) Key() []byte { return []byte(e.AppID + "\x00" + e.Identity) }
 
-// PendingKey keys heap.events.pending by app and email, so the release of one
-// address's events keeps their order.
-func (e Event) PendingKey() []byte { return []byte(e.AppID + "\x00" + e.EmailKey) }
+// PendingKey keys heap.events.pending by app, email and event: the topic is
+// compacted, and a release is a tombstone for exactly that event.
+func (e Event) PendingKey() []byte { return []byte(e.AppID + "\x00" + e.EmailKey + "\x00" + e.ID) }
 
 // ID derives a deterministic event id from the parts that identify one
 // Mailchimp event: the same event gets the same id on every input path.

@@ -349,11 +349,11 @@ func TestNormalizeEmail(t *testing.T) {
 }
 
 func TestKeys(t *testing.T) {
-	e := events.Event{AppID: "app1", Identity: "Jordan", EmailKey: "k"}
+	e := events.Event{AppID: "app1", Identity: "Jordan", EmailKey: "k", ID: "e1"}
 	if got := string(e.Key()); got != "app1\x00Jordan" {
 		t.Errorf("Key() = %q", got)
 	}
-	if got := string(e.PendingKey()); got != "app1\x00k" {
+	if got := string(e.PendingKey()); got != "app1\x00k\x00e1" {
 		t.Errorf("PendingKey() = %q", got)
 	}
 	// The separator keeps ("a", "b c") and ("a b", "c") apart.

@@ -32,12 +32,14 @@ const (
 type Topics struct {
 	Raw       string // mailchimp.raw
 	Events    string // heap.events
-	Pending   string // heap.events.pending
+	Pending   string // heap.events.pending (compacted): events waiting for an identity; a release is a tombstone
 	RawDLQ    string // mailchimp.dlq
 	EventsDLQ string // heap.events.dlq
 	Cursors   string // mailchimp.cursors (compacted): the poller's progress per campaign
 	Tokens    string // mailchimp.tokens (compacted): encrypted OAuth tokens per source
 	Campaigns string // mailchimp.campaigns (compacted): campaign metadata, the truth behind the Redis cache
+	// Identities is heap.identities (compacted): email key -> Heap identity per app, the truth behind the Redis cache.
+	Identities string
 }
 
 // NewTopics returns the topic names under prefix.
@@ -51,17 +53,19 @@ func NewTopics(prefix string) Topics {
 		Cursors:   prefix + "mailchimp.cursors",
 		Tokens:    prefix + "mailchimp.tokens",
 		Campaigns: prefix + "mailchimp.campaigns",
+
+		Identities: prefix + "heap.identities",
 	}
 }
 
 // All lists every topic.
 func (t Topics) All() []string {
-	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors, t.Tokens, t.Campaigns}
+	return []string{t.Raw, t.Events, t.Pending, t.RawDLQ, t.EventsDLQ, t.Cursors, t.Tokens, t.Campaigns, t.Identities}
 }
 
 // Compacted reports whether topic keeps only the latest record per key.
 func (t Topics) Compacted(topic string) bool {
-	return topic == t.Cursors || topic == t.Tokens || topic == t.Campaigns
+	return topic == t.Cursors || topic == t.Tokens || topic == t.Campaigns || topic == t.Identities || topic == t.Pending
 }
 
 // Ensure creates the pipeline's missing topics, compacted where the contract says so.

@@ -1,47 +1,48 @@
-// Command ctl is the operator's tool. `ctl backfill -source ID [-since RFC3339] [-campaign ID]`
-// re-reads Mailchimp history once, with original timestamps and without
-// doubling what Heap already has.
+// Command ctl is the operator's tool: one subcommand per file, each
+// registering itself. `ctl` alone lists them.
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"os"
-	"time"
-
-	"go.uber.org/zap"
-
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"sort"
 )
 
+// command is one subcommand: run gets the arguments after its name and
+// returns the exit code.
+type command struct {
+	usage string
+	run   func(args []string) int
+}
+
+var commands = map[string]command{}
+
+func register(name, usage string, run func(args []string) int) {
+	commands[name] = command{usage: usage, run: run}
+}
+
 func main() {
-	if len(os.Args) < 2 || os.Args[1] != "backfill" {
-		fmt.Fprintln(os.Stderr, "usage: ctl backfill -source ID [-since 2026-01-01T00:00:00Z] [-campaign ID]")
+	if len(os.Args) < 2 {
+		usage()
 		os.Exit(2)
 	}
-	fs := flag.NewFlagSet("backfill", flag.ExitOnError)
-	source := fs.String("source", "", "source id")
-	since := fs.String("since", "", "backfill campaigns sent since this time (RFC 3339)")
-	campaign := fs.String("campaign", "", "backfill this campaign's whole activity")
-	fs.Parse(os.Args[2:])
-	var from time.Time
-	if *since != "" {
-		var err error
-		if from, err = time.Parse(time.RFC3339, *since); err != nil {
-			fmt.Fprintln(os.Stderr, "ctl: -since:", err)
-			os.Exit(2)
-		}
-	}
-	if *source == "" || (from.IsZero() && *campaign == "") {
-		fmt.Fprintln(os.Stderr, "ctl: backfill needs -source and -since or -campaign")
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "ctl: unknown command %q\n", os.Args[1])
+		usage()
 		os.Exit(2)
 	}
-	service.Main("ctl", func(ctx context.Context, d *service.Deps) error {
-		if err := service.Backfill(ctx, d, *source, from, *campaign); err != nil {
-			return err
-		}
-		d.Log.Info("backfill published; the mapper and emitter deliver it", zap.String("source", *source))
-		return nil
-	})
+	os.Exit(c.run(os.Args[2:]))
+}
+
+func usage() {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(os.Stderr, "usage: ctl <command> [flags]; commands:")
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %s\n", commands[n].usage)
+	}
 }
