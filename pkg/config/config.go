@@ -36,6 +36,11 @@ type Env struct {
 	MailchimpRedirectURL  string `env:"MAILCHIMP_REDIRECT_URL"`
 	MailchimpLoginURL     string `env:"MAILCHIMP_LOGIN_URL" envDefault:"https://login.mailchimp.com"`
 	TokenKey              string `env:"TOKEN_KEY"` // base64 of 32 bytes: encrypts OAuth tokens at rest
+
+	// Source status page: ingress's public base URL for the webhook URLs it
+	// shows (empty: the request's), and an optional bearer token guarding it.
+	PublicURL   string `env:"PUBLIC_URL"`
+	StatusToken string `env:"STATUS_TOKEN"`
 }
 
 // OAuth reports whether "Connect Mailchimp" is configured.
