@@ -27,6 +27,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
 // Tracker sends one bulk request.
@@ -66,7 +67,8 @@ type Config struct {
 	PacePeriod time.Duration
 	Observe    func(Stats) // called after each poll, when set
 	Metrics    *metrics.Pipeline
-	Ledger     Ledger // nil: no ledger (Heap's idempotency key alone dedups)
+	Ledger     Ledger        // nil: no ledger (Heap's idempotency key alone dedups)
+	Status     *status.Store // per-source counts for the status page; nil: none
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
@@ -530,6 +532,7 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 	for _, it := range delivered {
 		l.cfg.Metrics.Delivered(k.app, it.ev.Event, it.at, it.received, now)
 	}
+	l.recordDelivered(ctx, delivered, now)
 	l.finish(entries(delivered))
 	if len(dead) > 0 {
 		recs := make([]*kgo.Record, len(dead))
@@ -544,9 +547,46 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 			es[i] = d.e
 		}
 		l.cfg.Metrics.Add(metrics.EmitterEvents, float64(len(dead)), k.app, "", "dead_lettered")
+		l.recordRejected(ctx, dead)
 		l.finish(es)
 	}
 	return true
+}
+
+// recordDelivered counts delivered events per source and event name for the
+// status page. Best effort: a lost count never holds back delivery.
+func (l *loop) recordDelivered(ctx context.Context, delivered []*item, at time.Time) {
+	if l.cfg.Status == nil || len(delivered) == 0 {
+		return
+	}
+	per := map[string]map[string]int{}
+	for _, it := range delivered {
+		if per[it.src.ID] == nil {
+			per[it.src.ID] = map[string]int{}
+		}
+		per[it.src.ID][it.ev.Event]++
+	}
+	for src, counts := range per {
+		if err := l.cfg.Status.Delivered(ctx, src, counts, at); err != nil {
+			l.cfg.Log.Warn("status: record delivered failed", zap.String("source", src), zap.Error(err))
+		}
+	}
+}
+
+// recordRejected counts the events Heap rejected, per source.
+func (l *loop) recordRejected(ctx context.Context, dead []deadItem) {
+	if l.cfg.Status == nil {
+		return
+	}
+	per := map[string]int{}
+	for _, d := range dead {
+		per[d.source]++
+	}
+	for src, n := range per {
+		if err := l.cfg.Status.DeadLettered(ctx, src, status.ReasonHeapRejected, n); err != nil {
+			l.cfg.Log.Warn("status: record dead letters failed", zap.String("source", src), zap.Error(err))
+		}
+	}
 }
 
 func entries(items []*item) []*entry {
@@ -609,8 +649,9 @@ func (l *loop) identities(app string, src config.Source) *pacing.Identities {
 }
 
 type deadItem struct {
-	e   *entry
-	rec *kgo.Record
+	e      *entry
+	rec    *kgo.Record
+	source string
 }
 
 // send delivers items, retrying what may succeed later and splitting a
@@ -634,7 +675,7 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []
 		case errors.Is(err, heap.ErrRejected):
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
 			if len(items) == 1 {
-				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error())}}, nil
+				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error()), items[0].src.ID}}, nil
 			}
 			half := len(items) / 2
 			okA, deadA, err := l.send(ctx, k, items[:half])

@@ -38,6 +38,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
@@ -176,6 +177,12 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 	{
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", d.Metrics.Handler())
+		page := statuspage.Handler(statuspage.Config{
+			Sources: d.Sources, Status: status.NewStore(d.Redis), PublicURL: d.Env.PublicURL,
+			OAuth: d.Env.OAuth(), Token: d.Env.StatusToken, Log: d.Log.Named("statuspage"),
+		})
+		mux.Handle("GET /v1/sources/{id}/status", page)
+		mux.Handle("GET /sources/{id}", page)
 		mux.Handle("/", h)
 		h = mux
 	}
@@ -258,6 +265,7 @@ func Emitter(ctx context.Context, d *Deps) error {
 		HeapURL:    d.Env.HeapAPIURL,
 		Pacer:      pacing.NewApps(d.Redis),
 		Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
+		Status:     status.NewStore(d.Redis),
 		Log:        d.Log.Named("emitter"),
 		Metrics:    d.Metrics,
 		ClientOpts: d.roleOpts("emitter"),
