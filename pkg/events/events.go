@@ -45,6 +45,9 @@ type Lineage struct {
 	Kind       string
 	RequestID  string
 	ReceivedAt time.Time
+	// Salt is set by an operator's `ctl replay -new-keys`: it changes every
+	// event id, so Heap keeps a second copy. Empty leaves ids as they are.
+	Salt string
 }
 
 // Key is the heap.events record key: app id + identity keeps one user's

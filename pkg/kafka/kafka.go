@@ -26,6 +26,10 @@ const (
 	HeaderEventID    = "event-id"
 	HeaderEventName  = "event-name"
 	HeaderOrigin     = "origin" // topic/partition/offset a dead letter came from
+	// Set by ctl replay and ctl redrive (pkg/replay).
+	HeaderReplayOf     = "replay-of"     // topic/partition/offset a replayed record copies
+	HeaderReplaySalt   = "replay-salt"   // -new-keys: mixed into event ids, so Heap keeps a second copy
+	HeaderRedrivenFrom = "redriven-from" // topic/partition/offset of the dead letter sent back
 )
 
 // Topics names the pipeline's topics; a prefix lets tests and tenants share a cluster.

@@ -327,6 +327,7 @@ func lineage(r *kgo.Record) events.Lineage {
 		RequestID: kafka.Header(r, kafka.HeaderRequestID),
 		// Millisecond precision is what the schema keeps.
 		ReceivedAt: at.UTC().Truncate(time.Millisecond),
+		Salt:       kafka.Header(r, kafka.HeaderReplaySalt),
 	}
 }
 

@@ -67,8 +67,13 @@ type builder struct {
 // event starts an event for email; id parts identify the Mailchimp event.
 func (b *builder) event(name, email string, at time.Time, idParts ...string) *events.Event {
 	lower := events.NormalizeEmail(email, true)
+	parts := append([]string{b.src.HeapAppID}, append(idParts, lower)...)
+	if b.lin.Salt != "" {
+		// A replay with new keys: only then do ids change.
+		parts = append(parts, "replay-salt", b.lin.Salt)
+	}
 	e := events.Event{
-		ID:       events.ID(append([]string{b.src.HeapAppID}, append(idParts, lower)...)...),
+		ID:       events.ID(parts...),
 		SourceID: b.src.ID,
 		AppID:    b.src.HeapAppID,
 		EmailKey: events.EmailKey(email),
