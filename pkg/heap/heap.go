@@ -153,3 +153,67 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration { return retryafter.Parse(v, now) }
+
+// add_user_properties (DESIGN.md §3): single {app_id, identity, properties}
+// or bulk {app_id, users: [{identity, properties}]} of at most MaxBatch users,
+// 30 requests per 30 s per identity.
+const (
+	UserPropertiesPath         = "/api/add_user_properties"
+	UserPropertiesPerIdentity  = 30
+	UserPropertiesWindow       = 30 * time.Second
+	maxUserPropertiesBodyBytes = 64 << 20
+)
+
+// UserProperties is one user of an add_user_properties request.
+type UserProperties struct {
+	Identity   string         `json:"identity"`
+	Properties map[string]any `json:"properties"`
+}
+
+// UserPropertiesRequest is the bulk add_user_properties body.
+type UserPropertiesRequest struct {
+	AppID string           `json:"app_id"`
+	Users []UserProperties `json:"users"`
+}
+
+// AddUserProperties posts body, a complete add_user_properties request in
+// either shape, to baseURL unchanged: the identity feed forwards its callers'
+// bodies as they came. appID only labels errors. Errors are classified like
+// Track's: *StatusError, ErrRejected for 4xx but 408 and 429, Retryable for
+// the rest, RetryAfter for Heap's wait.
+func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, body []byte) error {
+	if len(body) > maxUserPropertiesBodyBytes {
+		return fmt.Errorf("heap add_user_properties app %s: body of %d bytes: %w", appID, len(body), ErrRejected)
+	}
+	if !json.Valid(body) {
+		return fmt.Errorf("heap add_user_properties app %s: body is not JSON: %w", appID, ErrRejected)
+	}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+UserPropertiesPath, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("heap add_user_properties app %s: %w", appID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("heap add_user_properties app %s: %w", appID, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	return fmt.Errorf("heap add_user_properties app %s: %w", appID, &StatusError{
+		Status:     resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		Body:       strings.TrimSpace(string(msg)),
+	})
+}

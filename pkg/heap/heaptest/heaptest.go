@@ -1,4 +1,5 @@
-// Package heaptest is a stand-in for Heap's Track API that enforces the
+// Package heaptest is a stand-in for Heap's Track and add_user_properties
+// APIs (add_user_properties: userprops.go) that enforces the
 // documented contract and limits (DESIGN.md §3), records what it accepted,
 // and injects faults on demand. Tests and the local stack use it.
 package heaptest
@@ -34,10 +35,14 @@ type Limits struct {
 	PerApp      int           // events per Window per app
 	PerIdentity int           // events per Window per app and identity
 	Window      time.Duration // one minute in Heap
+	// add_user_properties: requests per UserWindow per app and identity.
+	UserPerIdentity int
+	UserWindow      time.Duration // 30 s in Heap
 }
 
 // DocumentedLimits are Heap's published bulk-track limits.
-var DocumentedLimits = Limits{PerApp: heap.AppEventsPerMin, PerIdentity: heap.IdentityPerMin, Window: time.Minute}
+var DocumentedLimits = Limits{PerApp: heap.AppEventsPerMin, PerIdentity: heap.IdentityPerMin, Window: time.Minute,
+	UserPerIdentity: heap.UserPropertiesPerIdentity, UserWindow: heap.UserPropertiesWindow}
 
 // Sink is the stand-in's state and its http.Handler.
 type Sink struct {
@@ -54,6 +59,7 @@ type Sink struct {
 	now        func() time.Time
 	onAccept   func(app string, evs []heap.Event)
 	faultFn    func(heap.TrackRequest) *Fault
+	users      userState // add_user_properties
 }
 
 // Option configures a Sink.
@@ -123,6 +129,10 @@ func (s *Sink) Stats() Stats {
 }
 
 func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == heap.UserPropertiesPath {
+		s.serveUserProperties(w, r)
+		return
+	}
 	if r.URL.Path != heap.TrackPath {
 		http.NotFound(w, r)
 		return

@@ -318,7 +318,9 @@ func TestRouting(t *testing.T) {
 		{http.MethodPost, "/api/track/", http.StatusNotFound},
 		{http.MethodPost, "/api/tracks", http.StatusNotFound},
 		{http.MethodPost, "/", http.StatusNotFound},
-		{http.MethodPost, "/api/add_user_properties", http.StatusNotFound},
+		{http.MethodPost, "/api/add_user_properties/", http.StatusNotFound},
+		// Served (userprops_test.go), but a track body is not a valid one.
+		{http.MethodPost, heap.UserPropertiesPath, http.StatusBadRequest},
 		{http.MethodGet, heap.TrackPath, http.StatusMethodNotAllowed},
 		{http.MethodPut, heap.TrackPath, http.StatusMethodNotAllowed},
 		{http.MethodPost, heap.TrackPath, http.StatusOK},
