@@ -4,10 +4,13 @@ package campaigns
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Meta is what the pipeline knows of a campaign.
@@ -81,4 +84,36 @@ func (s *Store) Titles(ctx context.Context, source string, ids []string) (map[st
 		}
 	}
 	return out, nil
+}
+
+// record is the value of mailchimp.campaigns.
+type record struct {
+	ID       string `json:"id"`
+	Title    string `json:"title"`
+	ListID   string `json:"list_id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Fallback bool   `json:"fallback,omitempty"` // title guessed from an audience webhook's subject
+}
+
+// Record is the mailchimp.campaigns record of m for source, keyed
+// source/campaign so the compacted topic keeps the latest per campaign.
+func Record(topic, source string, m Meta) (*kgo.Record, error) {
+	v, err := json.Marshal(record{m.ID, m.Title, m.ListID, m.Type, m.Fallback})
+	if err != nil {
+		return nil, fmt.Errorf("campaigns: %w", err)
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(source + "/" + m.ID), Value: v}, nil
+}
+
+// Decode reads a mailchimp.campaigns record.
+func Decode(key, value []byte) (source string, m Meta, err error) {
+	source, _, ok := strings.Cut(string(key), "/")
+	if !ok {
+		return "", Meta{}, fmt.Errorf("campaigns: key %q has no source", key)
+	}
+	var r record
+	if err := json.Unmarshal(value, &r); err != nil {
+		return "", Meta{}, fmt.Errorf("campaigns: decode: %w", err)
+	}
+	return source, Meta{ID: r.ID, Title: r.Title, ListID: r.ListID, Type: r.Type, Fallback: r.Fallback}, nil
 }

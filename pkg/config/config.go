@@ -28,7 +28,10 @@ type Env struct {
 	ProduceTimeout time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"8s"`
 	HeapTimeout    time.Duration `env:"HEAP_TIMEOUT" envDefault:"30s"`
 	LedgerTTL      time.Duration `env:"LEDGER_TTL" envDefault:"24h"`
-	Demo           bool          `env:"DEMO"`
+	// SweepInterval: how often pending events are checked for an identity
+	// that arrived unseen and for expiry.
+	SweepInterval time.Duration `env:"PENDING_SWEEP_INTERVAL" envDefault:"30s"`
+	Demo          bool          `env:"DEMO"`
 
 	// "Connect Mailchimp" (OAuth 2).
 	MailchimpClientID     string `env:"MAILCHIMP_CLIENT_ID"`

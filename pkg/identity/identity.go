@@ -53,3 +53,39 @@ func (s *Store) Put(ctx context.Context, app, emailKey, ident string) error {
 	}
 	return nil
 }
+
+// PutMany records several mappings of app in one pipeline.
+func (s *Store) PutMany(ctx context.Context, app string, idents map[string]string) error {
+	if len(idents) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, v := range idents {
+			p.Set(ctx, key(app, k), v, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("identity: put: %w", err)
+	}
+	return nil
+}
+
+func aliasKey(app, emailKey string) string { return "mh:identity-alias:" + app + ":" + emailKey }
+
+// AddAlias remembers that newKey inherits oldKey's identity once it is known.
+func (s *Store) AddAlias(ctx context.Context, app, oldKey, newKey string) error {
+	if err := s.rdb.SAdd(ctx, aliasKey(app, oldKey), newKey).Err(); err != nil {
+		return fmt.Errorf("identity: alias: %w", err)
+	}
+	return nil
+}
+
+// Aliases returns the addresses waiting to inherit oldKey's identity.
+func (s *Store) Aliases(ctx context.Context, app, oldKey string) ([]string, error) {
+	v, err := s.rdb.SMembers(ctx, aliasKey(app, oldKey)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("identity: aliases: %w", err)
+	}
+	return v, nil
+}

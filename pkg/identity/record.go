@@ -46,6 +46,8 @@ func (m Mapping) Validate() error {
 		return errors.New("identity: mapping needs an app and an email")
 	case (m.Identity == "") == (m.AliasOf == ""):
 		return errors.New("identity: mapping needs exactly one of identity and alias_of")
+	case m.AliasOf == m.EmailKey:
+		return errors.New("identity: an address cannot be an alias of itself")
 	case strings.TrimSpace(m.Identity) != m.Identity:
 		return errors.New("identity: identity has leading or trailing spaces")
 	}

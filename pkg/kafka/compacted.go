@@ -13,6 +13,20 @@ import (
 // ReadTable reads a compacted topic to its last stable offset and returns
 // the latest committed value of each key (a table, as Kafka Streams calls it).
 func ReadTable(ctx context.Context, opts []kgo.Opt, topic string) (map[string][]byte, error) {
+	recs, err := ReadTableRecords(ctx, opts, topic)
+	if err != nil {
+		return nil, err
+	}
+	table := make(map[string][]byte, len(recs))
+	for k, r := range recs {
+		table[k] = r.Value
+	}
+	return table, nil
+}
+
+// ReadTableRecords is ReadTable keeping each key's latest record whole
+// (headers, timestamp).
+func ReadTableRecords(ctx context.Context, opts []kgo.Opt, topic string) (map[string]*kgo.Record, error) {
 	cl, err := kgo.NewClient(append(slices.Clone(opts),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -39,8 +53,10 @@ func ReadTable(ctx context.Context, opts []kgo.Opt, topic string) (map[string][]
 		}
 		return true
 	}
-	table := map[string][]byte{}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	table := map[string]*kgo.Record{}
+	// Long enough for a large table; short enough that a broker that stops
+	// answering fails the read instead of hanging it.
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	for !done() {
 		fs := cl.PollFetches(rctx)
@@ -55,7 +71,7 @@ func ReadTable(ctx context.Context, opts []kgo.Opt, topic string) (map[string][]
 			if r.Value == nil {
 				delete(table, string(r.Key))
 			} else {
-				table[string(r.Key)] = r.Value
+				table[string(r.Key)] = r
 			}
 		})
 	}

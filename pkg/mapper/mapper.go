@@ -6,7 +6,6 @@ package mapper
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
@@ -35,6 +35,12 @@ type Identities interface {
 type Campaigns interface {
 	Remember(ctx context.Context, source string, metas []campaigns.Meta) error
 	Titles(ctx context.Context, source string, ids []string) (map[string]string, error)
+}
+
+// Status counts what a source's status page shows; nil-safe implementations
+// are fine.
+type Status interface {
+	DeadLettered(ctx context.Context, source, reason string, n int) error
 }
 
 // Config is what the mapper needs.
@@ -54,6 +60,11 @@ type Config struct {
 	Log        *zap.Logger
 	MaxPoll    int // records per transaction; default 2000
 	Metrics    *metrics.Pipeline
+	// CacheReady, when set, is asked before each batch: while the Redis
+	// cache is missing (flushed, being rebuilt), mapping waits rather than
+	// sending every event to pending and dropping campaign titles.
+	CacheReady func(context.Context) (bool, error)
+	Status     Status // optional
 	ClientOpts []kgo.Opt
 }
 
@@ -177,7 +188,7 @@ func (m *loop) run(ctx context.Context) error {
 		default:
 			m.cfg.Metrics.Inc(metrics.MapperTxns, "committed")
 			for _, r := range out {
-				m.count(r)
+				m.count(ctx, r)
 			}
 			bo.Reset()
 			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", len(out)))
@@ -195,6 +206,15 @@ type mapped struct {
 // transform maps a batch. It fails only with ErrDependency; bad records are
 // dead-lettered in the output.
 func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	if m.cfg.CacheReady != nil {
+		ready, err := m.cfg.CacheReady(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrDependency, err)
+		}
+		if !ready {
+			return nil, fmt.Errorf("%w: the Redis cache is being rebuilt", ErrDependency)
+		}
+	}
 	var out []*kgo.Record
 	var ok []mapped
 	for _, r := range recs {
@@ -218,11 +238,21 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 		if c := mp.res.Campaign; c != nil {
 			// Kafka is the truth, Redis the cache: the metadata goes to the
 			// compacted topic in the same transaction.
-			v, err := json.Marshal(campaignRecord{c.ID, c.Title, c.ListID, c.Type, c.Fallback})
+			r, err := campaigns.Record(m.cfg.Topics.Campaigns, mp.source.ID, *c)
 			if err != nil {
 				return nil, fmt.Errorf("mapper: %w", err)
 			}
-			out = append(out, &kgo.Record{Topic: m.cfg.Topics.Campaigns, Key: []byte(mp.source.ID + "/" + c.ID), Value: v})
+			out = append(out, r)
+		}
+		if ch := mp.res.EmailChange; ch != nil && !mp.source.JoinsOnIdentity() {
+			// The new address inherits the old one's identity: recorded in
+			// heap.identities, in this transaction, for the materializer.
+			r, err := identity.Alias(mp.source.ID, mp.source.HeapAppID, ch.Old, ch.New, ch.At).Record(m.cfg.Topics.Identities)
+			if err != nil {
+				out = append(out, m.rawDead(mp.rec, err.Error()))
+				continue
+			}
+			out = append(out, r)
 		}
 	}
 	if err := m.resolveIdentities(ctx, ok); err != nil {
@@ -238,15 +268,6 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 		}
 	}
 	return out, nil
-}
-
-// campaignRecord is the value of mailchimp.campaigns.
-type campaignRecord struct {
-	ID       string `json:"id"`
-	Title    string `json:"title"`
-	ListID   string `json:"list_id,omitempty"`
-	Type     string `json:"type,omitempty"`
-	Fallback bool   `json:"fallback,omitempty"` // title guessed from an audience webhook's subject
 }
 
 // resolveCampaigns stores the batch's campaign metadata, then fills titles.
@@ -331,12 +352,18 @@ func lineage(r *kgo.Record) events.Lineage {
 	}
 }
 
-// eventRecord routes e: heap.events when it has an identity Heap accepts,
-// heap.events.pending while the identity is unknown, heap.events.dlq when the
-// identity can never be sent.
+// eventRecord routes e (see EventRecord).
 func (m *loop) eventRecord(e events.Event) (*kgo.Record, error) {
+	return EventRecord(m.cfg.Topics, m.cfg.Codec, e)
+}
+
+// EventRecord routes e: heap.events when it has an identity Heap accepts,
+// heap.events.pending while the identity is unknown, heap.events.dlq when the
+// identity can never be sent. The materializer releases pending events
+// through it too, so both paths route alike.
+func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) (*kgo.Record, error) {
 	e.Time = e.Time.Truncate(time.Millisecond)
-	val, err := m.cfg.Codec.Encode(e)
+	val, err := codec.Encode(e)
 	if err != nil {
 		// The schema and the mapping disagree: a bug, not a bad record.
 		return nil, fmt.Errorf("mapper: %w", err)
@@ -348,27 +375,40 @@ func (m *loop) eventRecord(e events.Event) (*kgo.Record, error) {
 	}
 	switch {
 	case e.Identity == "":
-		return &kgo.Record{Topic: m.cfg.Topics.Pending, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
+		return &kgo.Record{Topic: t.Pending, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
 	case utf8.RuneCountInString(e.Identity) > heap.MaxIdentityLen:
 		hdrs = append(hdrs, kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(fmt.Sprintf("identity longer than %d characters", heap.MaxIdentityLen))})
-		return &kgo.Record{Topic: m.cfg.Topics.EventsDLQ, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
+		return &kgo.Record{Topic: t.EventsDLQ, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
 	default:
-		return &kgo.Record{Topic: m.cfg.Topics.Events, Key: e.Key(), Value: val, Headers: hdrs}, nil
+		return &kgo.Record{Topic: t.Events, Key: e.Key(), Value: val, Headers: hdrs}, nil
 	}
 }
 
 // count records one committed output record.
-func (m *loop) count(r *kgo.Record) {
+func (m *loop) count(ctx context.Context, r *kgo.Record) {
 	source := kafka.Header(r, kafka.HeaderSource)
 	switch r.Topic {
 	case m.cfg.Topics.RawDLQ:
 		m.cfg.Metrics.Inc(metrics.MapperRawDead, source, kafka.Header(r, kafka.HeaderKind))
+		m.deadLettered(ctx, source, "unparseable")
 	case m.cfg.Topics.Events:
 		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "heap")
 	case m.cfg.Topics.Pending:
 		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "pending")
 	case m.cfg.Topics.EventsDLQ:
 		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "dead_lettered")
+		m.deadLettered(ctx, source, "identity_too_long")
+	}
+}
+
+// deadLettered counts a dead letter for the status page; a count that Redis
+// misses is not worth failing a committed batch.
+func (m *loop) deadLettered(ctx context.Context, source, reason string) {
+	if m.cfg.Status == nil {
+		return
+	}
+	if err := m.cfg.Status.DeadLettered(ctx, source, reason, 1); err != nil {
+		m.cfg.Log.Debug("status count failed", zap.Error(err))
 	}
 }
 

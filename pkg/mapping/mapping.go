@@ -22,6 +22,15 @@ type Result struct {
 	Events []events.Event // Identity is empty when the source joins on a custom property
 	// Campaign is set when the payload describes a campaign.
 	Campaign *Campaign
+	// EmailChange is set by an audience upemail webhook: the new address
+	// inherits the old one's Heap identity.
+	EmailChange *EmailChange
+}
+
+// EmailChange is a subscriber's address change, as Mailchimp reported it.
+type EmailChange struct {
+	Old, New string
+	At       time.Time
 }
 
 // Map maps one payload unit of the given kind for src. An error wraps
@@ -103,6 +112,8 @@ func (b *builder) list(w mailchimp.ListWebhook) Result {
 			e := b.bounce(w.CampaignID, w.Email, "hard", w.FiredAt)
 			e.CampaignID, e.ListID = w.CampaignID, w.ListID
 		}
+	case mailchimp.ListUpemail:
+		b.out.EmailChange = &EmailChange{Old: w.OldEmail, New: w.NewEmail, At: w.FiredAt}
 	case mailchimp.ListCampaign:
 		b.out.Campaign = &Campaign{ID: w.ID, Title: w.Subject, ListID: w.ListID, Fallback: true}
 	}

@@ -179,7 +179,8 @@ func TestMapListWebhooks(t *testing.T) {
 		"profile":       {},
 		"subscribe":     {},
 		"unsubscribe":   {},
-		"upemail":       {},
+		"upemail": {EmailChange: &mapping.EmailChange{Old: "new.reader@example.org", New: "ana.silva@example.org",
+			At: at("2026-10-04T09:30:00Z")}},
 	}
 	hooks := fixtures.ListWebhooks()
 	for name := range hooks {

@@ -33,6 +33,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
@@ -234,8 +235,51 @@ func Poller(ctx context.Context, d *Deps) error {
 	})
 }
 
-// Mapper runs the mapper loop until ctx ends.
+// Mapper runs the mapper loop and the materializer (which keeps the Redis
+// cache the mapper reads in step with Kafka) until ctx ends.
 func Mapper(ctx context.Context, d *Deps) error {
+	return Group(ctx,
+		func(ctx context.Context) error { return mapperLoop(ctx, d) },
+		func(ctx context.Context) error { return Materializer(ctx, d) },
+	)
+}
+
+// Materializer keeps Redis in step with heap.identities, heap.events.pending
+// and mailchimp.campaigns, and releases pending events.
+func Materializer(ctx context.Context, d *Deps) error {
+	return materializer.Run(ctx, d.materializerConfig())
+}
+
+func (d *Deps) materializerConfig() materializer.Config {
+	return materializer.Config{
+		Brokers:       d.Brokers,
+		Topics:        d.Topics,
+		Group:         d.Env.TopicPrefix + "materializer",
+		TransactionID: d.Env.TopicPrefix + "materializer-" + d.InstanceID(),
+		Holder:        d.InstanceID(),
+		Sources:       d.Sources,
+		Codec:         d.Codec,
+		Redis:         d.Redis,
+		Status:        status.NewStore(d.Redis),
+		Metrics:       d.Metrics,
+		Log:           d.Log.Named("materializer"),
+		SweepInterval: d.Env.SweepInterval,
+		ClientOpts:    d.clientOpts(),
+		ConsumerOpts:  d.Metrics.KafkaHooks("materializer"),
+	}
+}
+
+// Rebuild restores the Redis cache from the compacted topics.
+func Rebuild(ctx context.Context, d *Deps) error {
+	m, err := materializer.New(d.materializerConfig())
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Rebuild(ctx)
+}
+
+func mapperLoop(ctx context.Context, d *Deps) error {
 	return mapper.Run(ctx, mapper.Config{
 		Brokers:       d.Brokers,
 		Topics:        d.Topics,
@@ -246,6 +290,8 @@ func Mapper(ctx context.Context, d *Deps) error {
 		Codec:         d.Codec,
 		Identities:    identity.NewStore(d.Redis),
 		Campaigns:     campaigns.NewStore(d.Redis),
+		CacheReady:    materializer.CacheReady(d.Redis, d.Topics),
+		Status:        status.NewStore(d.Redis),
 		Log:           d.Log.Named("mapper"),
 		Metrics:       d.Metrics,
 		ClientOpts:    d.roleOpts("mapper"),
