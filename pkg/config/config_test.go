@@ -29,6 +29,7 @@ func defaultEnv() Env {
 		ProduceTimeout:    8 * time.Second,
 		HeapTimeout:       30 * time.Second,
 		LedgerTTL:         24 * time.Hour,
+		SweepInterval:     30 * time.Second,
 		MailchimpLoginURL: "https://login.mailchimp.com",
 	}
 }
