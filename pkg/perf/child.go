@@ -1,0 +1,107 @@
+package perf
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+)
+
+// RoleEnv names the service a re-executed harness process runs.
+const RoleEnv = "PERF_ROLE"
+
+// RunChild runs the role named in RoleEnv and reports whether there was one.
+// Each role is its service's process: service.Main's configuration, logger
+// and deps; ingress is service.Ingress, mapper and emitter mirror
+// service.Mapper and service.Emitter's configuration of their loops.
+func RunChild() bool {
+	role := os.Getenv(RoleEnv)
+	switch role {
+	case "":
+		return false
+	case "ingress":
+		service.Main("ingress", func(ctx context.Context, d *service.Deps) error {
+			ln, err := net.Listen("tcp", d.Env.IngressAddr)
+			if err != nil {
+				return fmt.Errorf("INGRESS_ADDR: %w", err)
+			}
+			return service.Ingress(ctx, d, ln)
+		})
+	case "mapper":
+		// The mapper loop as service.Mapper configures it, without the
+		// identity-feed consumer the service runs beside it (not under test).
+		service.Main("mapper", func(ctx context.Context, d *service.Deps) error {
+			return mapper.Run(ctx, mapper.Config{
+				Brokers:       d.Brokers,
+				Topics:        d.Topics,
+				Group:         d.Env.TopicPrefix + "mapper",
+				TransactionID: d.Env.TopicPrefix + "mapper-" + d.InstanceID(),
+				InstanceID:    d.Env.TopicPrefix + "mapper-" + d.InstanceID(),
+				Sources:       d.Sources,
+				Codec:         d.Codec,
+				Identities:    identity.NewStore(d.Redis),
+				Campaigns:     campaigns.NewStore(d.Redis),
+				Log:           d.Log.Named("mapper"),
+				Metrics:       d.Metrics,
+				ClientOpts:    append(kafka.ClientOpts(d.Brokers, d.Log), d.Metrics.KafkaHooks("mapper")...),
+			})
+		})
+	case "emitter", "emitter-unpaced":
+		// The emitter as service.Emitter configures it; unpaced, without the
+		// pacer: its own cost into a Heap with no limits (the pacing stage
+		// measures pacing).
+		var pacer emitter.Pacer
+		service.Main("emitter", func(ctx context.Context, d *service.Deps) error {
+			if role == "emitter" {
+				pacer = pacing.NewApps(d.Redis)
+			}
+			return emitter.Run(ctx, emitter.Config{
+				Pacer:      pacer,
+				Brokers:    d.Brokers,
+				Topics:     d.Topics,
+				Group:      d.Env.TopicPrefix + "emitter",
+				InstanceID: d.Env.TopicPrefix + "emitter-" + d.InstanceID(),
+				Sources:    d.Sources,
+				Codec:      d.Codec,
+				Heap:       &heap.Client{Timeout: d.Env.HeapTimeout},
+				HeapURL:    d.Env.HeapAPIURL,
+				Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
+				Log:        d.Log.Named("emitter"),
+				Metrics:    d.Metrics,
+				ClientOpts: append(kafka.ClientOpts(d.Brokers, d.Log), d.Metrics.KafkaHooks("emitter")...),
+			})
+		})
+	case "bare-http":
+		// The ingress floor: net/http answering 200 after reading the body.
+		ctx, stop := service.SignalContext()
+		defer stop()
+		ln, err := net.Listen("tcp", os.Getenv("INGRESS_ADDR"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"accepted":1}` + "\n"))
+		})}
+		go func() { <-ctx.Done(); srv.Close() }()
+		srv.Serve(ln)
+	default:
+		fmt.Fprintf(os.Stderr, "perf: unknown %s %q\n", RoleEnv, role)
+		os.Exit(2)
+	}
+	return true
+}

@@ -1,0 +1,61 @@
+// Command perf is the harness behind `make bench` (see BENCHMARKS.md): it
+// prints a table of each pipeline stage beside its floor and writes JSON.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/perf"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+)
+
+func main() {
+	// Re-executed as one of the services a stage runs.
+	if perf.RunChild() {
+		return
+	}
+	o := perf.DefaultOptions()
+	stages := flag.String("stages", strings.Join(o.Stages, ","), "stages to run, in order: "+strings.Join(perf.AllStages, ","))
+	out := flag.String("json", "bench.json", "where to write the JSON report")
+	flag.IntVar(&o.Records, "records", o.Records, "mapper and emitter backlog, in records")
+	flag.IntVar(&o.MemoryFactor, "memory-factor", o.MemoryFactor, "the memory stage's backlog is records times this")
+	flag.DurationVar(&o.Pacing, "pacing", envDuration("PERF_PACING", o.Pacing), "time at Heap's real limits (env PERF_PACING)")
+	flag.IntVar(&o.PacingApps, "pacing-apps", o.PacingApps, "apps backlogged at once in the pacing stage")
+	flag.DurationVar(&o.IngressFor, "ingress-for", o.IngressFor, "length of each ingress load run")
+	flag.IntVar(&o.IngressConns, "ingress-conns", o.IngressConns, "concurrent audience-webhook senders")
+	flag.DurationVar(&o.E2EFor, "e2e-for", o.E2EFor, "time at the fixed end-to-end rate")
+	flag.IntVar(&o.E2ERate, "e2e-rate", o.E2ERate, "end-to-end events/s")
+	flag.Parse()
+	o.Stages = strings.Split(*stages, ",")
+	ctx, stop := service.SignalContext()
+	defer stop()
+	rep, err := perf.Run(ctx, o, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "perf:", err)
+		os.Exit(1)
+	}
+	rep.Print(os.Stdout)
+	if *out != "" {
+		if err := rep.WriteJSON(*out); err != nil {
+			fmt.Fprintln(os.Stderr, "perf:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("wrote %s\n", *out)
+	}
+	if len(rep.Failures) > 0 {
+		os.Exit(1)
+	}
+}
+
+func envDuration(k string, def time.Duration) time.Duration {
+	if v := os.Getenv(k); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}

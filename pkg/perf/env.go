@@ -1,0 +1,281 @@
+// Package perf is the performance harness behind `make bench`: it runs each
+// stage of the pipeline, as the real services in their own processes, beside
+// a floor measured in the same run on the same Kafka, Redis and machine, and
+// reports throughput, latency and peak memory as ratios against those floors.
+// It never asserts a timing: it reports, and says which targets were met.
+package perf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/goccy/go-yaml"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+)
+
+// Partitions of every topic the harness creates (the services' default).
+const Partitions = 6
+
+// Env is the shared backends of one run: Kafka, Redis, a scratch directory
+// and the harness's own executable, re-run as each service.
+type Env struct {
+	Brokers   []string
+	KafkaDesc string
+	RedisURL  string
+	RedisDesc string
+	Dir       string
+	Exe       string
+	Redis     *redis.Client
+	Kafka     *kgo.Client
+	Admin     *kadm.Client
+
+	closers []func()
+}
+
+// Setup starts or connects the backends: KAFKA_BROKERS or an in-process
+// kfake; REDIS_URL, else a redis-server started here, else miniredis.
+func Setup(ctx context.Context) (*Env, error) {
+	e := &Env{}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	e.Exe = exe
+	if e.Dir, err = os.MkdirTemp("", "mh-perf-"); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { os.RemoveAll(e.Dir) })
+	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
+		e.Brokers = strings.Split(env, ",")
+		e.KafkaDesc = "KAFKA_BROKERS=" + env
+	} else {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return nil, fmt.Errorf("kfake: %w", err)
+		}
+		e.closers = append(e.closers, c.Close)
+		e.Brokers = c.ListenAddrs()
+		e.KafkaDesc = "in-process kfake (franz-go), 1 broker, in the harness process"
+	}
+	switch url := os.Getenv("REDIS_URL"); {
+	case url != "":
+		e.RedisURL, e.RedisDesc = url, "REDIS_URL="+url
+	default:
+		if bin, err := exec.LookPath("redis-server"); err == nil {
+			url, stop, err := startRedis(ctx, bin, e.Dir)
+			if err != nil {
+				return nil, err
+			}
+			e.closers = append(e.closers, stop)
+			e.RedisURL, e.RedisDesc = url, "redis-server started by the harness ("+bin+")"
+		} else {
+			m, err := miniredis.Run()
+			if err != nil {
+				return nil, err
+			}
+			e.closers = append(e.closers, m.Close)
+			e.RedisURL, e.RedisDesc = "redis://"+m.Addr(), "embedded miniredis (no redis-server on PATH): Redis figures are not representative"
+		}
+	}
+	opts, err := redis.ParseURL(e.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	e.Redis = redis.NewClient(opts)
+	e.closers = append(e.closers, func() { e.Redis.Close() })
+	if err := e.Redis.Ping(ctx).Err(); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if e.Kafka, err = kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ProducerLinger(5*time.Millisecond)); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.Kafka.Close)
+	e.Admin = kadm.NewClient(e.Kafka)
+	if err := e.Kafka.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("kafka %v: %w", e.Brokers, err)
+	}
+	ok = true
+	return e, nil
+}
+
+// Close stops what Setup started, last first.
+func (e *Env) Close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+func startRedis(ctx context.Context, bin, dir string) (string, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }
+	url := fmt.Sprintf("redis://127.0.0.1:%d", port)
+	opts, _ := redis.ParseURL(url)
+	c := redis.NewClient(opts)
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c.Ping(ctx).Err() == nil {
+			return url, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, errors.New("redis-server did not answer within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Topics creates the pipeline's topics under a fresh prefix.
+func (e *Env) Topics(ctx context.Context, prefix string) (kafka.Topics, error) {
+	t := kafka.NewTopics(prefix)
+	return t, t.Ensure(ctx, e.Kafka, Partitions, -1)
+}
+
+// WriteSources writes a SOURCES_FILE and returns its path.
+func (e *Env) WriteSources(name string, srcs []config.Source) (string, error) {
+	data, err := yaml.Marshal(map[string]any{"sources": srcs})
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.Dir, name+"-sources.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", err
+	}
+	if _, err := config.LoadSources(path); err != nil {
+		return "", fmt.Errorf("perf sources: %w", err)
+	}
+	return path, nil
+}
+
+// Child is a service running in its own process, so its memory is its own.
+type Child struct {
+	Name string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+	err  error
+}
+
+// Start runs the harness executable as role with the service environment vars.
+func (e *Env) Start(role, name string, vars map[string]string) (*Child, error) {
+	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(e.Exe)
+	cmd.Env = append(os.Environ(),
+		RoleEnv+"="+role,
+		"KAFKA_BROKERS="+strings.Join(e.Brokers, ","),
+		"REDIS_URL="+e.RedisURL,
+		"ADMIN_ADDR=127.0.0.1:0",
+		"INSTANCE_ID="+name,
+		"LOG_LEVEL=warn",
+		fmt.Sprintf("TOPIC_PARTITIONS=%d", Partitions),
+	)
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &Child{Name: name, cmd: cmd, log: logf, done: make(chan struct{})}
+	go func() { c.err = cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+// Exited reports an early exit, with the tail of the child's log.
+func (c *Child) Exited() error {
+	select {
+	case <-c.done:
+		return fmt.Errorf("%s exited: %v: %s", c.Name, c.err, c.tail())
+	default:
+		return nil
+	}
+}
+
+func (c *Child) tail() string {
+	b, _ := os.ReadFile(c.log.Name())
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// Stop asks the child to shut down (SIGTERM, then SIGKILL after 20 s) and
+// returns its peak resident set size in bytes.
+func (c *Child) Stop() (int64, error) {
+	defer c.log.Close()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+	ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, errors.New("no rusage on this platform")
+	}
+	return ru.Maxrss * 1024, nil // Linux reports kilobytes
+}
+
+// WaitHTTP waits until url answers at all (any status).
+func WaitHTTP(ctx context.Context, url string, c *Child) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if resp, err := http.Head(url); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if err := c.Exited(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %s did not answer within 60s", c.Name, url)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+)
+
+// Payloads the load is made of: real-shaped Mailchimp units, as the fixtures.
+
+const registeredURL = "https://perf.example/webhooks/mandrill/"
+
+func mandrillEvent(i int, email string, ts int64) []byte {
+	kind, extra := "open", ""
+	if i%3 == 1 {
+		kind, extra = "click", fmt.Sprintf(`"url":"https://shop.example/track/%d",`, i)
+	}
+	return fmt.Appendf(nil, `{"event":%q,"ts":%d,"_id":"m%08d",%s"ip":"192.0.2.44","user_agent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6)","msg":{"_id":"m%08d","ts":%d,"state":"sent","subject":"Your order #%d has shipped","email":%q,"sender":"no-reply@shop.example","tags":["shipping","orders"],"metadata":{"user_ref":"u-%d"}}}`,
+		kind, ts, i, extra, i, ts-300, i, email, i)
+}
+
+func cleanedWebhook(campaign int, email string) []byte {
+	f := url.Values{"type": {"cleaned"}, "fired_at": {"2026-10-02 14:21:09"}, "data[list_id]": {"7c1e5d2a90"},
+		"data[campaign_id]": {fmt.Sprintf("c%04d", campaign)}, "data[reason]": {"hard"}, "data[email]": {email}}
+	return []byte(f.Encode())
+}
+
+func email(i int) string { return fmt.Sprintf("user%d@example.com", i) }
+
+// perfSources are n sources s0..s(n-1), apps app0.. . custom makes them join
+// on a custom property, so the mapper resolves identities through Redis.
+func perfSources(tag string, n int, custom bool) []config.Source {
+	var out []config.Source
+	for i := range n {
+		id := fmt.Sprintf("%s%d", tag, i)
+		s := config.Source{
+			ID: id, HeapAppID: "app-" + id,
+			WebhookSecret:      "perf-secret-0123456789abcdef",
+			MandrillWebhookURL: registeredURL + id,
+			MandrillWebhookKey: "perf-mandrill-key-0123456789",
+		}
+		if custom {
+			s.EmailProperty = "email"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+const (
+	perfEmails    = 2000 // distinct addresses per app, at least
+	perfCampaigns = 20
+)
+
+// emailCount is how many addresses a backlog of n raw records uses: enough
+// that no two audience webhooks report the same campaign and address, so
+// every event is new to Heap and the ledger skips none.
+func emailCount(n int) int { return max(perfEmails, n/(4*perfCampaigns)+1) }
+
+// seedRedis puts what a warm cache holds: every address's identity and the
+// campaigns' titles, so the mapper's lookups hit.
+func (e *Env) seedRedis(ctx context.Context, srcs []config.Source, emails int) error {
+	ids, cs := identity.NewStore(e.Redis), campaigns.NewStore(e.Redis)
+	for _, s := range srcs {
+		var metas []campaigns.Meta
+		for c := range perfCampaigns {
+			metas = append(metas, campaigns.Meta{ID: fmt.Sprintf("c%04d", c), Title: fmt.Sprintf("October product update %d", c), ListID: "7c1e5d2a90", Type: "regular"})
+		}
+		if err := cs.Remember(ctx, s.ID, metas); err != nil {
+			return err
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := range 8 {
+			wg.Go(func() {
+				for j := w; j < emails; j += 8 {
+					if err := ids.Put(ctx, s.HeapAppID, events.EmailKey(email(j)), fmt.Sprintf("id-%d", j)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// produceRaw writes n mailchimp.raw records as ingress would: three Mandrill
+// events (open, click, open) to one audience "cleaned" webhook, spread over srcs.
+func (e *Env) produceRaw(ctx context.Context, topic string, srcs []config.Source, n int) error {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	ts := time.Now().Unix()
+	batch := make([]*kgo.Record, 0, 5000)
+	emails := emailCount(n)
+	for i := range n {
+		s := srcs[i%len(srcs)]
+		em := email((i / len(srcs)) % emails)
+		var kind string
+		var val []byte
+		if i%4 == 3 {
+			em = email((i / 4 / perfCampaigns) % emails)
+			kind, val = mailchimp.KindListWebhook, cleanedWebhook((i/4)%perfCampaigns, em)
+		} else {
+			kind, val = mailchimp.KindMandrillEvent, mandrillEvent(i, em, ts)
+		}
+		batch = append(batch, &kgo.Record{Topic: topic, Key: []byte(s.ID + "/" + em), Value: val, Headers: []kgo.RecordHeader{
+			{Key: kafka.HeaderSource, Value: []byte(s.ID)},
+			{Key: kafka.HeaderKind, Value: []byte(kind)},
+			{Key: kafka.HeaderReceivedAt, Value: []byte(now)},
+			{Key: kafka.HeaderRequestID, Value: fmt.Appendf(nil, "perf-%d", i)},
+		}})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := e.Kafka.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+				return fmt.Errorf("produce raw: %w", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	return nil
+}
+
+// committed is the group's committed offsets on topic, summed.
+func (e *Env) committed(ctx context.Context, group, topic string) (int64, error) {
+	resps, err := e.Admin.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kerr.CoordinatorLoadInProgress) {
+		return 0, nil // nothing committed yet
+	}
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	resps.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic && o.Err == nil && o.At > 0 {
+			sum += o.At
+		}
+	})
+	return sum, nil
+}
+
+// throughput polls progress until it reaches total and returns units/s
+// counted from the first progress seen: start-up (process start, group join,
+// first fetch) is not the stage's throughput.
+func throughput(ctx context.Context, progress func() (int64, error), total int64, timeout time.Duration, alive func() error) (float64, error) {
+	deadline := time.Now().Add(timeout)
+	var t0 time.Time
+	var n0 int64
+	for {
+		n, err := progress()
+		if err != nil {
+			return 0, err
+		}
+		now := time.Now()
+		if n > 0 && t0.IsZero() {
+			t0, n0 = now, n
+		}
+		if n >= total {
+			if now.Sub(t0) <= 0 || n == n0 {
+				return 0, fmt.Errorf("all %d done in the first poll: raise the record count", total)
+			}
+			return float64(n-n0) / now.Sub(t0).Seconds(), nil
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				return 0, err
+			}
+		}
+		if now.After(deadline) {
+			return 0, fmt.Errorf("%d of %d done within %s", n, total, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// loadResult is what a load generator saw.
+type loadResult struct {
+	ok, fail int64
+	elapsed  time.Duration
+	lat      []time.Duration // per successful request
+}
+
+func (r loadResult) perSec() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+func newHTTPClient(conns int) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}}
+}
+
+// closedLoop runs conc workers, each posting back to back for dur.
+func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*http.Request, error)) (loadResult, error) {
+	cl := newHTTPClient(conc)
+	defer cl.CloseIdleConnections()
+	var ok, fail atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr atomic.Value
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			defer func() { mu.Lock(); lat = append(lat, mine...); mu.Unlock() }()
+			for ctx.Err() == nil {
+				req, err := mk()
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				t := time.Now()
+				resp, err := cl.Do(req.WithContext(ctx))
+				if err != nil {
+					if ctx.Err() == nil {
+						fail.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					ok.Add(1)
+					mine = append(mine, time.Since(t))
+				} else {
+					fail.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("HTTP %d", resp.StatusCode))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := loadResult{ok: ok.Load(), fail: fail.Load(), elapsed: time.Since(start), lat: lat}
+	if err, _ := firstErr.Load().(error); err != nil && r.ok == 0 {
+		return r, err
+	}
+	return r, nil
+}
+
+// listRequest is an audience webhook post for source s.
+func listRequest(base string, s config.Source, i int) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, base+"/webhooks/mailchimp/"+s.ID+"/"+s.WebhookSecret,
+		bytes.NewReader(cleanedWebhook(i%perfCampaigns, email(i%perfEmails))))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return req, nil
+}
+
+// mandrillBody is a signed Mandrill webhook body of the given events.
+func mandrillBody(s config.Source, evs [][]byte) ([]byte, string) {
+	arr, _ := json.Marshal(slices.Collect(func(yield func(json.RawMessage) bool) {
+		for _, e := range evs {
+			if !yield(e) {
+				return
+			}
+		}
+	}))
+	form := url.Values{mailchimp.MandrillEventsField: {string(arr)}}
+	return []byte(form.Encode()), mailchimp.MandrillSignature(s.MandrillWebhookURL, s.MandrillWebhookKey, form)
+}
+
+func mandrillRequest(base string, s config.Source, body []byte, sig string) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, base+"/webhooks/mandrill/"+s.ID, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(mailchimp.MandrillSignatureHdr, sig)
+	return req, nil
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
