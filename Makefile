@@ -38,8 +38,16 @@ build:
 	@mkdir -p bin
 	for s in ingress mapper emitter stack; do CGO_ENABLED=0 $(GO) build -o bin/$$s ./services/$$s || exit 1; done
 
-## bench: benchmarks, each beside its baseline measured in the same run.
+## bench: the performance harness (pkg/perf, BENCHMARKS.md): each stage run as
+## its service's own process beside a floor measured in the same run; prints
+## the table (and which Kafka and Redis it used), writes bench.json. Then the
+## micro-benchmarks. PERF_PACING=30s shortens the pacing stage (default 2m);
+## KAFKA_BROKERS and REDIS_URL pick the backends (default kfake, redis-server
+## when installed, else miniredis); PERF_FLAGS passes flags (-stages, -records).
 bench:
+	@mkdir -p bin
+	$(GO) build -o bin/perf ./pkg/perf/cmd/perf
+	./bin/perf -json bench.json $(PERF_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 work | tee bench.out
 
 ## fuzz: each webhook parser for FUZZTIME (default 30s).
@@ -59,4 +67,4 @@ ci:
 	bash .ci/run
 
 clean:
-	rm -rf bin data bench.out
+	rm -rf bin data bench.out bench.json

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
@@ -22,15 +24,40 @@ import (
 // RoleEnv names the service a re-executed harness process runs.
 const RoleEnv = "PERF_ROLE"
 
+// ProfileEnv, when set, is a directory where each service process writes a
+// CPU profile and, at exit, a heap profile (read with go tool pprof).
+const ProfileEnv = "PERF_PROFILE_DIR"
+
+func profile(dir, name string) (stop func()) {
+	f, err := os.Create(filepath.Join(dir, name+".cpu.pprof"))
+	if err != nil {
+		return func() {}
+	}
+	pprof.StartCPUProfile(f)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		if h, err := os.Create(filepath.Join(dir, name+".heap.pprof")); err == nil {
+			pprof.Lookup("allocs").WriteTo(h, 0)
+			h.Close()
+		}
+	}
+}
+
 // RunChild runs the role named in RoleEnv and reports whether there was one.
 // Each role is its service's process: service.Main's configuration, logger
 // and deps; ingress is service.Ingress, mapper and emitter mirror
 // service.Mapper and service.Emitter's configuration of their loops.
 func RunChild() bool {
 	role := os.Getenv(RoleEnv)
-	switch role {
-	case "":
+	if role == "" {
 		return false
+	}
+	if dir := os.Getenv(ProfileEnv); dir != "" {
+		stop := profile(dir, role+"-"+os.Getenv("INSTANCE_ID"))
+		defer stop()
+	}
+	switch role {
 	case "ingress":
 		service.Main("ingress", func(ctx context.Context, d *service.Deps) error {
 			ln, err := net.Listen("tcp", d.Env.IngressAddr)

@@ -146,7 +146,7 @@ func (r *runner) mapper(ctx context.Context) error {
 	r.mapperPrefix, r.mapperSources, r.mapperTopics = prefix, path, topics
 	r.add(Row{Stage: "mapper", Metric: "throughput", Unit: "events/s", Figure: rate, Floor: floor,
 		FloorIs: "bare GroupTransactSession copy loop (read_committed, 2000 records per transaction) of the same records on the same broker",
-		Target: ">= 40% of floor", Met: met(rate >= 0.4*floor),
+		Target:  ">= 40% of floor", Met: met(rate >= 0.4*floor),
 		Note: fmt.Sprintf("%d raw records (3 Mandrill events : 1 audience webhook, 4 sources joining on a custom property: identities and campaign titles from Redis)", n)})
 	return nil
 }
@@ -236,7 +236,7 @@ func (r *runner) emitter(ctx context.Context) error {
 	perReq := float64(st.Accepted+st.Duplicates) / float64(st.Requests)
 	r.add(Row{Stage: "emitter", Metric: "throughput", Unit: "events/s", Figure: rate, Floor: floor,
 		FloorIs: "one goroutine per app posting the same events as pre-encoded 1000-event bulk bodies to the same stand-in",
-		Target: ">= 70% of floor", Met: met(rate >= 0.7*floor),
+		Target:  ">= 70% of floor", Met: met(rate >= 0.7*floor),
 		Note: "Heap stand-in with limits off and the emitter's pacer off (the pacing stage measures pacing); Redis ledger on"})
 	r.add(Row{Stage: "emitter", Metric: "events per Heap request", Unit: "events", Figure: perReq,
 		Target: ">= 500", Met: met(perReq >= 500), Note: fmt.Sprintf("%d requests for %d events, backlogged", st.Requests, st.Accepted+st.Duplicates)})
@@ -392,7 +392,7 @@ func (r *runner) pacing(ctx context.Context) error {
 	limit := float64(heap.AppEventsPerMin)
 	r.add(Row{Stage: "pacing", Metric: "slowest app, sustained", Unit: "events/min", Figure: lo, Floor: limit,
 		FloorIs: "Heap's documented limit of 15,000 events/min per app",
-		Target: ">= 95% of limit", Met: met(lo >= 0.95*limit),
+		Target:  ">= 95% of limit", Met: met(lo >= 0.95*limit),
 		Note: fmt.Sprintf("%d apps backlogged at once for %s; rate measured from %s after the first delivery (the initial burst excluded); apps: %s events/min",
 			len(srcs), r.opts.Pacing, from.Sub(first), fmtRates(rates))})
 	r.add(Row{Stage: "pacing", Metric: "fairness (slowest/fastest app)", Unit: "", Figure: lo / hi, Target: ">= 0.95", Met: met(lo/hi >= 0.95)})
@@ -523,7 +523,7 @@ func (r *runner) ingress(ctx context.Context) error {
 	r.rss["ingress"] = rss
 	r.add(Row{Stage: "ingress", Metric: "audience webhooks", Unit: "req/s", Figure: il.perSec(), Floor: fl.perSec(),
 		FloorIs: "a bare net/http handler that reads the body and answers 200, in its own process, under the same load generator",
-		Target: ">= 50% of floor", Met: met(il.perSec() >= 0.5*fl.perSec()),
+		Target:  ">= 50% of floor", Met: met(il.perSec() >= 0.5*fl.perSec()),
 		Note: fmt.Sprintf("%d concurrent senders for %s; every 2xx after Kafka acks=all; p99 %s (floor p99 %s); %d failed",
 			r.opts.IngressConns, r.opts.IngressFor, percentile(il.lat, 0.99).Round(time.Millisecond), percentile(fl.lat, 0.99).Round(time.Millisecond), il.fail)})
 	batch := float64(r.opts.MandrillBatch)
@@ -730,7 +730,7 @@ func (r *runner) memoryRows() {
 		ok := mb(big) < 200 && (small == 0 || float64(big) <= 1.5*float64(small))
 		r.add(Row{Stage: "memory", Metric: fmt.Sprintf("%s peak RSS, %dx backlog", svc, x), Unit: "MB", Figure: mb(big), Floor: mb(small),
 			FloorIs: fmt.Sprintf("the same service's peak RSS on the %d-record backlog", r.opts.Records),
-			Target: "< 200 MB, <= 1.5x floor", Met: met(ok)})
+			Target:  "< 200 MB, <= 1.5x floor", Met: met(ok)})
 	}
 	for _, svc := range []string{"ingress", "emitter (paced)"} {
 		if v := r.rss[svc]; v != 0 {
