@@ -1,6 +1,8 @@
 package events
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -11,41 +13,51 @@ import (
 // Codec encodes events as Avro single-object encoding. It is safe for
 // concurrent use; build it once per process.
 type Codec struct {
-	avro *goavro.Codec
+	avro   *goavro.Codec
+	header []byte // single-object marker c3 01 and the schema's fingerprint
 }
 
-// NewCodec compiles the embedded schema.
+// NewCodec compiles the embedded schema and checks the hand-written binary
+// encoding (binary.go) against goavro's for it.
 func NewCodec() (*Codec, error) {
 	c, err := goavro.NewCodec(schemas.HeapEmailEvent)
 	if err != nil {
 		return nil, fmt.Errorf("events: compile schema: %w", err)
 	}
-	return &Codec{avro: c}, nil
+	codec := &Codec{avro: c, header: binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, c.Rabin)}
+	probe := Event{ID: "id", SourceID: "s", AppID: "a", Identity: "i", EmailKey: "k", Name: "n",
+		Time: time.UnixMilli(1759413912345), CampaignID: "c", CampaignTitle: "t", ListID: "l", IP: "ip", URL: "u",
+		BounceType: "b", Subject: "su", Tags: []string{"x", "y"},
+		Lineage: Lineage{Topic: "raw", Partition: 3, Offset: 42, Kind: "k", RequestID: "r", ReceivedAt: time.UnixMilli(1759413999999)}}
+	want, err := c.SingleFromNative(nil, toNative(probe))
+	if err != nil {
+		return nil, fmt.Errorf("events: schema check: %w", err)
+	}
+	if got, _ := codec.Encode(probe); !bytes.Equal(got, want) {
+		return nil, fmt.Errorf("events: the hand-written Avro encoding no longer matches the schema: update binary.go")
+	}
+	return codec, nil
 }
 
 // Encode returns the single-object encoding of e.
 func (c *Codec) Encode(e Event) ([]byte, error) {
-	b, err := c.avro.SingleFromNative(nil, toNative(e))
-	if err != nil {
-		return nil, fmt.Errorf("events: encode %s: %w", e.ID, err)
-	}
-	return b, nil
+	b := make([]byte, 0, len(c.header)+sizeHint(e))
+	return appendBinary(append(b, c.header...), e), nil
 }
 
 // Decode parses a single-object encoded event.
 func (c *Codec) Decode(b []byte) (Event, error) {
-	native, rest, err := c.avro.NativeFromSingle(b)
+	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
+		return Event{}, fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+	}
+	e, rest, err := readBinary(b[len(c.header):])
 	if err != nil {
 		return Event{}, fmt.Errorf("events: decode: %w", err)
 	}
 	if len(rest) > 0 {
 		return Event{}, fmt.Errorf("events: decode: %d bytes after the event", len(rest))
 	}
-	m, ok := native.(map[string]any)
-	if !ok {
-		return Event{}, fmt.Errorf("events: decode: unexpected %T", native)
-	}
-	return fromNative(m), nil
+	return e, nil
 }
 
 func optional(s string) any {
