@@ -22,7 +22,7 @@ func TestBinaryMatchesGoavro(t *testing.T) {
 			IP: "192.0.2.44", URL: "https://shop.example/p?q=1&r=ü", BounceType: "hard", Subject: "Your order 🚚", Tags: []string{"a", "", "ç"},
 			Lineage: Lineage{Topic: "mailchimp.raw", Partition: 5, Offset: 1 << 40, Kind: "mandrill-event", RequestID: "r-1", ReceivedAt: at.Add(time.Second)}},
 		"negative and pre-epoch": {ID: "x", Time: time.Date(1960, 1, 1, 0, 0, 0, 1e6, time.UTC), Lineage: Lineage{Partition: -1, Offset: -7}},
-		"long strings": {ID: string(bytes.Repeat([]byte("x"), 300)), Subject: string(bytes.Repeat([]byte("é"), 2000)), Tags: []string{string(bytes.Repeat([]byte("t"), 200))}},
+		"long strings":           {ID: string(bytes.Repeat([]byte("x"), 300)), Subject: string(bytes.Repeat([]byte("é"), 2000)), Tags: []string{string(bytes.Repeat([]byte("t"), 200))}},
 	}
 	for name, e := range cases {
 		t.Run(name, func(t *testing.T) {
