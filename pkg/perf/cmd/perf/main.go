@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -31,11 +33,19 @@ func main() {
 	flag.IntVar(&o.E2ERate, "e2e-rate", o.E2ERate, "end-to-end events/s")
 	flag.Parse()
 	o.Stages = strings.Split(*stages, ",")
+	if dir := os.Getenv(perf.ProfileEnv); dir != "" {
+		// The harness's own profile: kfake, the load generators, the stand-ins.
+		if f, err := os.Create(filepath.Join(dir, "harness.cpu.pprof")); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	ctx, stop := service.SignalContext()
 	defer stop()
 	rep, err := perf.Run(ctx, o, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "perf:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	rep.Print(os.Stdout)
@@ -47,6 +57,7 @@ func main() {
 		fmt.Printf("wrote %s\n", *out)
 	}
 	if len(rep.Failures) > 0 {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
