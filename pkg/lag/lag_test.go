@@ -1,0 +1,96 @@
+package lag_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/lag"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A group that committed part of a topic: lag per partition is the end
+// offset minus the commit, and a group that never existed shows no rows.
+func TestLagPartOfTopicCommitted(t *testing.T) {
+	t.Parallel()
+	brokers, prefix := kafkatest.Brokers(t), kafkatest.Prefix(t)
+	topic, group := prefix+"heap.events", prefix+"emitter"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 3, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	// 10 records to partition 0, 4 to partition 1, none to partition 2.
+	var recs []*kgo.Record
+	for p, n := range map[int32]int{0: 10, 1: 4} {
+		for range n {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte("x")})
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// The group consumed 7 of partition 0 and all of partition 1.
+	offsets := kadm.Offsets{}
+	offsets.AddOffset(topic, 0, 7, -1)
+	offsets.AddOffset(topic, 1, 4, -1)
+	if resp, err := adm.CommitOffsets(ctx, group, offsets); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", err, resp.Error())
+	}
+
+	got, err := lag.Read(ctx, adm, group, prefix+"never-existed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []lag.Group{
+		{Name: group, State: "Empty", Partitions: []lag.Partition{
+			{Topic: topic, Partition: 0, Committed: 7, End: 10, Lag: 3},
+			{Topic: topic, Partition: 1, Committed: 4, End: 4, Lag: 0},
+			// A partition the group never committed: its whole log is lag.
+			{Topic: topic, Partition: 2, Committed: -1, End: 0, Lag: 0},
+		}},
+		{Name: prefix + "never-existed", State: "Dead"},
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateErrors()); diff != "" {
+		t.Fatalf("Read (-want +got):\n%s", diff)
+	}
+	if n := got[0].Total(); n != 3 {
+		t.Errorf("Total = %d, want 3", n)
+	}
+
+	var out bytes.Buffer
+	if err := lag.Write(&out, got); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		rows[strings.Join(strings.Fields(line), " ")] = true
+	}
+	for _, row := range []string{
+		group + " Empty " + topic + " 0 7 10 3",
+		group + " Empty " + topic + " 2 - 0 0",
+		group + " Empty (total) 3 0 members",
+		prefix + "never-existed Dead - - - - - (no such group)",
+	} {
+		if !rows[row] {
+			t.Errorf("table lacks row %q:\n%s", row, out.String())
+		}
+	}
+}
