@@ -183,7 +183,7 @@ func (h *handler) build(src config.Source, rep status.Report, base string) View 
 		v.Webhooks.Mandrill = scrub(v.Webhooks.Mandrill)
 	}
 	if h.cfg.OAuth && src.MailchimpOAuth {
-		v.ConnectURL = "/connect/mailchimp/" + src.ID
+		v.ConnectURL = base + "/connect/mailchimp/" + src.ID
 	}
 	return v
 }

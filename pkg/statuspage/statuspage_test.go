@@ -109,7 +109,7 @@ func TestHandler(t *testing.T) {
 			wantJSON: &statuspage.View{
 				Source: "oauth", Status: statuspage.ReconnectNeeded, Reason: "invalid_token " + hostile,
 				Delivered: map[string]int64{"Open Email": 5}, Total: 5, DeadLettered: map[string]int64{},
-				Skipped: []statuspage.SkippedCampaign{}, ConnectURL: "/connect/mailchimp/oauth",
+				Skipped: []statuspage.SkippedCampaign{}, ConnectURL: "http://status.test/connect/mailchimp/oauth",
 				Email: statuspage.EmailProperty{Name: "work_email"}, Polls: true,
 			},
 		},
@@ -133,7 +133,7 @@ func TestHandler(t *testing.T) {
 		{name: "status store down", path: "/sources/broken", wantCode: 503},
 		{
 			name: "page reconnect needed with the connect button", path: "/sources/oauth", oauth: true, wantCode: 200,
-			contains: []string{">Reconnect needed<", `href="/connect/mailchimp/oauth"`, "Connect Mailchimp",
+			contains: []string{">Reconnect needed<", `href="http://status.test/connect/mailchimp/oauth"`, "Connect Mailchimp",
 				"invalid_token &lt;script&gt;", "<code>work_email</code>", "Off: set <code>webhook_secret</code>"},
 			excludes: []string{hostile},
 		},
