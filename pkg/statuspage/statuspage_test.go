@@ -72,6 +72,7 @@ func TestHandler(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
+		method   string // default GET
 		path     string
 		token    string // STATUS_TOKEN
 		auth     string // Authorization header
@@ -154,16 +155,17 @@ func TestHandler(t *testing.T) {
 			name: "bearer token", path: "/v1/sources/acme/status", token: statusToken, auth: "Bearer " + statusToken,
 			wantCode: 200, contains: []string{`"status": "Connected"`},
 		},
-		{name: "other methods", path: "/sources/acme", auth: "POST", wantCode: 405},
+		{name: "other methods", method: http.MethodPost, path: "/sources/acme", wantCode: 405},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reps, OAuth: tt.oauth, Token: tt.token})
-			method := http.MethodGet
+			method := tt.method
+			if method == "" {
+				method = http.MethodGet
+			}
 			req := httptest.NewRequest(method, "http://status.test"+tt.path, nil)
-			if tt.auth == "POST" {
-				req.Method = http.MethodPost
-			} else if tt.auth != "" {
+			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
 			}
 			rec := httptest.NewRecorder()
