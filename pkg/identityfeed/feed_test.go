@@ -24,7 +24,6 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 )
@@ -77,7 +76,7 @@ func newEnv(t *testing.T, brokers []string, pub identityfeed.Publisher, heapOpts
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		pub = ingress.KafkaPublisher{Client: cl}
+		pub = identityfeed.KafkaPublisher{Client: cl}
 	}
 	hs := heaptest.NewServer(t, heapOpts...)
 	core, logs := observer.New(zap.DebugLevel)
@@ -428,7 +427,7 @@ func newEnvTimeout(t *testing.T, brokers []string, timeout time.Duration) *env {
 	h := identityfeed.NewHandler(identityfeed.Config{
 		Sources: testSources(t), Topic: e.topic, HeapURL: e.heap.URL,
 		Heap: &heap.Client{Timeout: timeout}, Log: zap.New(core),
-	}, ingress.KafkaPublisher{Client: cl})
+	}, identityfeed.KafkaPublisher{Client: cl})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e.srv, e.logs = srv, logs

@@ -28,6 +28,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
@@ -184,6 +185,11 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 		})
 		mux.Handle("GET /v1/sources/{id}/status", page)
 		mux.Handle("GET /sources/{id}", page)
+		// The identity feed shares ingress's producer (acks=all, idempotent).
+		mux.Handle(identityfeed.Path, identityfeed.NewHandler(identityfeed.Config{
+			Sources: d.Sources, Topic: d.Topics.Identities, HeapURL: d.Env.HeapAPIURL,
+			ProduceTimeout: d.Env.ProduceTimeout, Log: d.Log.Named("identityfeed"),
+		}, identityfeed.KafkaPublisher{Client: producer}))
 		mux.Handle("/", h)
 		h = mux
 	}
