@@ -89,13 +89,24 @@ func (l Layout) Validate() error {
 		if s.Replication == 0 || s.Replication < -1 {
 			errs = append(errs, fmt.Errorf("topic %s: replication must be -1 (broker default) or at least 1", t.Name))
 		}
-		if v, ok := s.Configs["min.insync.replicas"]; ok && s.Replication > 0 {
-			if n, err := strconv.Atoi(v); err != nil || n > int(s.Replication) {
-				errs = append(errs, fmt.Errorf("topic %s: min.insync.replicas %s does not fit replication %d", t.Name, v, s.Replication))
-			}
+		if err := fits(s); err != nil {
+			errs = append(errs, fmt.Errorf("topic %s: %w", t.Name, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// fits reports a min ISR no replica set can meet: every acks=all write to
+// the topic would fail.
+func fits(s Settings) error {
+	v, ok := s.Configs["min.insync.replicas"]
+	if !ok || s.Replication < 1 {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err != nil || n > int(s.Replication) {
+		return fmt.Errorf("min.insync.replicas %s does not fit replication %d", v, s.Replication)
+	}
+	return nil
 }
 
 // Resolve returns t's settings with the defaults filled in.
@@ -156,6 +167,9 @@ func Apply(ctx context.Context, adm *kadm.Client, l Layout, o Options) ([]Change
 			s.Replication = o.Replication
 		}
 		maps.Copy(s.Configs, o.Configs)
+		if err := fits(s); err != nil {
+			return nil, fmt.Errorf("topology: topic %s with the overrides: %w", t.Name, err)
+		}
 		want[o.Prefix+t.Name] = s
 		names = append(names, o.Prefix+t.Name)
 	}

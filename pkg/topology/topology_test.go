@@ -224,6 +224,15 @@ func TestTopologyGrowsPartitionsNeverShrinks(t *testing.T) {
 	}
 }
 
+func TestApplyRejectsOverridesThatCannotWork(t *testing.T) {
+	l := mustParse(t, "defaults: {partitions: 1, replication: 3, configs: {min.insync.replicas: \"2\"}}\ntopics:\n  - name: a\n")
+	// Checked before any request: no cluster needed.
+	_, err := topology.Apply(context.Background(), nil, l, topology.Options{Replication: 1})
+	if err == nil || !strings.Contains(err.Error(), "does not fit") {
+		t.Fatalf("Apply = %v, want min.insync.replicas does not fit", err)
+	}
+}
+
 func TestTopologyConfigsConverge(t *testing.T) {
 	t.Parallel()
 	adm, prefix := admin(t), kafkatest.Prefix(t)
