@@ -35,7 +35,7 @@ const (
 	tokIdent = "ident-token-0123456789"
 )
 
-func testSources(t *testing.T) *config.Sources {
+func testSources(t testing.TB) *config.Sources {
 	t.Helper()
 	ss, err := config.NewSources(
 		config.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email", IdentityToken: tokAcme},
