@@ -173,7 +173,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Recorded = len(recs)
 	if src.ForwardIdentities {
-		if status := h.forward(w, r.Context(), src, body, rid, &resp); status != 0 {
+		if status := h.forward(r.Context(), w, src, body, rid, &resp); status != 0 {
 			writeJSON(w, status, resp)
 			return
 		}
@@ -186,7 +186,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // forward sends body to Heap once the mappings are recorded. It returns 0
 // when Heap took it, else the status to answer with resp's error set.
-func (h *handler) forward(w http.ResponseWriter, ctx context.Context, src config.Source, body []byte, rid string, resp *Response) int {
+func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config.Source, body []byte, rid string, resp *Response) int {
 	err := h.cfg.Heap.AddUserProperties(ctx, src.HeapURL(h.cfg.HeapURL), src.HeapAppID, body)
 	if err == nil {
 		resp.Forwarded = true
