@@ -72,7 +72,7 @@ type Config struct {
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
-	MaxQueued  int           // events queued per app before its partitions pause; default 20000
+	MaxQueued  int           // events queued per app before its partitions pause; default 5000
 	Linger     time.Duration // wait for a fuller batch; default 20ms
 	MaxBackoff time.Duration // default 30s
 	ClientOpts []kgo.Opt
@@ -90,7 +90,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.MaxBatch = heap.MaxBatch
 	}
 	if cfg.MaxQueued <= 0 {
-		cfg.MaxQueued = 20000
+		// Five full requests ahead keep a worker busy; each queued event
+		// holds its Heap properties (~1 KB), per app.
+		cfg.MaxQueued = 5000
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 20 * time.Millisecond
@@ -112,6 +114,8 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.AutoCommitInterval(time.Second),
 		// A resumed partition joins the next fetch: keep long polls short.
 		kgo.FetchMaxWait(time.Second),
+		// A fetch is held decompressed until polled (the mapper's comment).
+		kgo.FetchMaxBytes(2<<20),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
 		kgo.SessionTimeout(15*time.Second),

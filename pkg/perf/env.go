@@ -66,7 +66,11 @@ func Setup(ctx context.Context) (*Env, error) {
 	if e.Dir, err = os.MkdirTemp("", "mh-perf-"); err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, func() { os.RemoveAll(e.Dir) })
+	if os.Getenv("PERF_KEEP") == "" {
+		e.closers = append(e.closers, func() { os.RemoveAll(e.Dir) })
+	} else {
+		fmt.Fprintf(os.Stderr, "perf: PERF_KEEP: service logs and sources stay in %s\n", e.Dir)
+	}
 	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
 		e.Brokers = strings.Split(env, ",")
 		e.KafkaDesc = "KAFKA_BROKERS=" + env
@@ -241,9 +245,13 @@ func (c *Child) tail() string {
 }
 
 // Stop asks the child to shut down (SIGTERM, then SIGKILL after 20 s) and
-// returns its peak resident set size in bytes.
+// returns its peak resident set size in bytes: VmHWM from /proc, read before
+// it stops. Not rusage's Maxrss: the child is forked from the harness, and
+// Linux carries the harness's own high-water mark (kfake holding the whole
+// backlog) across the exec into the child's Maxrss.
 func (c *Child) Stop() (int64, error) {
 	defer c.log.Close()
+	hwm, hwmErr := vmHWM(c.cmd.Process.Pid)
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.done:
@@ -251,11 +259,24 @@ func (c *Child) Stop() (int64, error) {
 		c.cmd.Process.Kill()
 		<-c.done
 	}
-	ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, errors.New("no rusage on this platform")
+	return hwm, hwmErr
+}
+
+func vmHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS needs Linux's /proc: %w", err)
 	}
-	return ru.Maxrss * 1024, nil // Linux reports kilobytes
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
 }
 
 // WaitHTTP waits until url answers at all (any status).

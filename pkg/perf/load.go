@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,9 @@ func cleanedWebhook(campaign int, email string) []byte {
 	return []byte(f.Encode())
 }
 
+// runID tells this run's apps from earlier runs' on a shared Redis.
+var runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+
 func email(i int) string { return fmt.Sprintf("user%d@example.com", i) }
 
 // perfSources are n sources s0..s(n-1), apps app0.. . custom makes them join
@@ -54,7 +58,9 @@ func perfSources(tag string, n int, custom bool) []config.Source {
 	for i := range n {
 		id := fmt.Sprintf("%s%d", tag, i)
 		s := config.Source{
-			ID: id, HeapAppID: "app-" + id,
+			// A run's own app ids: the emitter's ledger (in Redis, kept for a
+			// day) must not recognise another run's events.
+			ID: id, HeapAppID: "app-" + id + "-" + runID,
 			WebhookSecret:      "perf-secret-0123456789abcdef",
 			MandrillWebhookURL: registeredURL + id,
 			MandrillWebhookKey: "perf-mandrill-key-0123456789",

@@ -691,7 +691,7 @@ func (r *runner) memory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srcs := perfSources("s", 4, true)
+	srcs := perfSources("m", 4, true) // apps of its own: new events to the ledger
 	path, err := r.env.WriteSources("memory", srcs)
 	if err != nil {
 		return err
