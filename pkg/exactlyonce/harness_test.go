@@ -104,7 +104,7 @@ func startProc(t *testing.T, role string, env []string) *proc {
 			if len(b) > 4000 {
 				b = b[len(b)-4000:]
 			}
-			t.Logf("%s log tail:\n%s", role, b)
+			t.Logf("%s log tail:\n%s", p.name(), b)
 		}
 		f.Close()
 	})
@@ -137,6 +137,16 @@ func (p *proc) loop() {
 func (p *proc) count(s string) int {
 	b, _ := os.ReadFile(p.logf.Name())
 	return strings.Count(string(b), s)
+}
+
+// name is the role and, when set, the instance id.
+func (p *proc) name() string {
+	for _, e := range p.env {
+		if id, ok := strings.CutPrefix(e, "INSTANCE_ID="); ok {
+			return p.role + " " + id
+		}
+	}
+	return p.role
 }
 
 // kill SIGKILLs the running process; loop starts a new one.
@@ -318,33 +328,26 @@ func delivered(sink *heaptest.Sink) []exactlyonce.Delivered {
 	return out
 }
 
-// run executes a scenario and checks the invariant; it returns the report.
-func run(t *testing.T, sc scenario) {
-	kc := newCluster(t)
-	prefix := kafkatest.Prefix(t)
+// ensureTopics creates the pipeline's topics under prefix.
+func ensureTopics(t *testing.T, brokers []string, prefix string, partitions int32) kafka.Topics {
+	t.Helper()
 	topics := kafka.NewTopics(prefix)
-	{
-		cl, err := kgo.NewClient(kgo.SeedBrokers(kc.brokers...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err = topics.Ensure(ctx, cl, 3, -1)
-		cancel()
-		cl.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	var redisURL string
-	var redisSrv *redistest.Server
-	if sc.redisRestart {
-		redisSrv = redistest.NewServer(t)
-		redisURL = redisSrv.URL
-	} else {
-		redisURL = redistest.URL(t)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := topics.Ensure(ctx, cl, partitions, -1); err != nil {
+		t.Fatal(err)
 	}
+	return topics
+}
 
+// writeSources writes the SOURCES_FILE of the four sources inputs uses.
+func writeSources(t *testing.T, prefix string) (string, *config.Sources) {
+	t.Helper()
 	var sourceList []config.Source
 	var yaml strings.Builder
 	yaml.WriteString("sources:\n")
@@ -361,6 +364,36 @@ func run(t *testing.T, sc scenario) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sourcesFile, sources
+}
+
+// writeReport logs a run's summary and appends it to EO_REPORT when set.
+func writeReport(t *testing.T, summary map[string]any) {
+	b, _ := json.Marshal(summary)
+	t.Logf("report: %s", b)
+	if path := os.Getenv("EO_REPORT"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			f.Write(append(b, '\n'))
+			f.Close()
+		}
+	}
+}
+
+// run executes a scenario and checks the invariant; it returns the report.
+func run(t *testing.T, sc scenario) {
+	kc := newCluster(t)
+	prefix := kafkatest.Prefix(t)
+	topics := ensureTopics(t, kc.brokers, prefix, 3)
+	var redisURL string
+	var redisSrv *redistest.Server
+	if sc.redisRestart {
+		redisSrv = redistest.NewServer(t)
+		redisURL = redisSrv.URL
+	} else {
+		redisURL = redistest.URL(t)
+	}
+
+	sourcesFile, sources := writeSources(t, prefix)
 
 	var emitterProc atomic.Pointer[proc]
 	var faults, requests, emitterKillsLeft atomic.Int64
@@ -495,14 +528,7 @@ func run(t *testing.T, sc scenario) {
 		"mapper_batches_aborted_and_retried": mapperProc.count("batch aborted"),
 		"emitter_retries_logged":             emitterProc.Load().count("retrying"),
 	}
-	b, _ := json.Marshal(summary)
-	t.Logf("report: %s", b)
-	if path := os.Getenv("EO_REPORT"); path != "" {
-		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			f.Write(append(b, '\n'))
-			f.Close()
-		}
-	}
+	writeReport(t, summary)
 	if !rep.OK() {
 		t.Fatalf("exactly-once violated: %s", rep)
 	}
