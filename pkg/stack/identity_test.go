@@ -1,8 +1,12 @@
 package stack_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -30,12 +34,14 @@ func joinKeySources(t *testing.T, app string) string {
     heap_app_id: %[1]s
     email_property: email
     webhook_secret: %[2]s
+    identity_token: %[3]s
+    forward_identities: true
   - id: brief
     heap_app_id: %[1]s-brief
     email_property: email
     webhook_secret: %[2]s
     pending_max_age: 2s
-`, app, secret)
+`, app, secret, feedToken)
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -62,22 +68,35 @@ func upemail(t *testing.T, ingressURL, source, oldEmail, newEmail string, at tim
 	post(t, ingressURL+"/webhooks/mailchimp/"+source+"/"+secret, []byte(form.Encode()), nil)
 }
 
-// feed records identities as the identity feed does.
-func feed(t *testing.T, brokers []string, topic, source, app string, pairs ...string) {
+const feedToken = "feed-token-0123456789"
+
+// feed records identities through the identity feed, as an application
+// pointing its add_user_properties calls at ingress does: Heap's bulk shape.
+func feed(t *testing.T, ingressURL, app string, pairs ...string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	type user struct {
+		Identity   string            `json:"identity"`
+		Properties map[string]string `json:"properties"`
+	}
+	body := struct {
+		AppID string `json:"app_id"`
+		Users []user `json:"users"`
+	}{AppID: app}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		body.Users = append(body.Users, user{Identity: pairs[i+1], Properties: map[string]string{"email": pairs[i], "plan": "pro"}})
+	}
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, ingressURL+"/v1/identities", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+feedToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	for i := 0; i+1 < len(pairs); i += 2 {
-		r, err := identity.Bind(source, app, pairs[i], pairs[i+1], time.Now()).Record(topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/identities: %d %s", resp.StatusCode, out)
 	}
 }
 
@@ -145,7 +164,7 @@ func TestStackLateBinding(t *testing.T) {
 	}
 
 	t.Run("identity before the event", func(t *testing.T) {
-		feed(t, info.Brokers, topics.Identities, "acme", app, "  Before@Example.com ", "User-Before")
+		feed(t, info.IngressURL, app, "  Before@Example.com ", "User-Before")
 		waitFor(t, "the identity in Redis", 30*time.Second, func() bool {
 			v, _ := identity.NewStore(rdb).Resolve(context.Background(), app, []string{identityKey("before@example.com")})
 			return len(v) == 1
@@ -162,7 +181,7 @@ func TestStackLateBinding(t *testing.T) {
 			t.Fatal("delivered before its identity arrived")
 		}
 		arrived := time.Now()
-		feed(t, info.Brokers, topics.Identities, "acme", app, "After@example.com", "User-After")
+		feed(t, info.IngressURL, app, "After@example.com", "User-After")
 		check(t, "User-After", "c-after")
 		if took := time.Since(arrived); took > time.Minute {
 			t.Errorf("released %s after the identity arrived, want within a minute", took)
@@ -172,7 +191,7 @@ func TestStackLateBinding(t *testing.T) {
 
 	t.Run("upemail carries the identity", func(t *testing.T) {
 		// Known old address, then the change, then an event for the new one.
-		feed(t, info.Brokers, topics.Identities, "acme", app, "old@example.com", "User-Old")
+		feed(t, info.IngressURL, app, "old@example.com", "User-Old")
 		upemail(t, info.IngressURL, "acme", "old@example.com", "New@Example.com", fired)
 		bounce(t, info.IngressURL, "acme", "new@example.com", "c-upemail", fired)
 		check(t, "User-Old", "c-upemail")
@@ -184,7 +203,7 @@ func TestStackLateBinding(t *testing.T) {
 		check(t, "User-Old", "c-upemail-2")
 		bounce(t, info.IngressURL, "acme", "third@example.com", "c-upemail-3", fired)
 		upemail(t, info.IngressURL, "acme", "late@example.com", "third@example.com", fired)
-		feed(t, info.Brokers, topics.Identities, "acme", app, "late@example.com", "User-Late")
+		feed(t, info.IngressURL, app, "late@example.com", "User-Late")
 		check(t, "User-Late", "c-upemail-3")
 	})
 
@@ -204,7 +223,20 @@ func TestStackLateBinding(t *testing.T) {
 	})
 
 	t.Run("identity too long", func(t *testing.T) {
-		feed(t, info.Brokers, topics.Identities, "acme", app, "long@example.com", strings.Repeat("x", 256))
+		// The feed refuses such an identity; a record written to the topic
+		// by other means must still never reach Heap.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(info.Brokers...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		r, err := identity.Bind("acme", app, "long@example.com", strings.Repeat("x", 256), time.Now()).Record(topics.Identities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
 		bounce(t, info.IngressURL, "acme", "long@example.com", "c-long", fired)
 		waitFor(t, "the dead letter", 60*time.Second, func() bool {
 			for _, r := range kafkatest.Consume(t, info.Brokers, topics.EventsDLQ, 1, 30*time.Second) {
@@ -226,7 +258,7 @@ func TestStackLateBinding(t *testing.T) {
 		// An address whose identity only Kafka remembers, and the waiting
 		// address's identity arriving after the flush.
 		bounce(t, info.IngressURL, "acme", "Before@example.com", "c-flush-2", fired)
-		feed(t, info.Brokers, topics.Identities, "acme", app, "waiting@example.com", "User-Waiting")
+		feed(t, info.IngressURL, app, "waiting@example.com", "User-Waiting")
 		check(t, "User-Before", "c-flush-2")
 		check(t, "User-Waiting", "c-flush-1")
 		waitFor(t, "pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 0 })
@@ -240,6 +272,10 @@ func TestStackLateBinding(t *testing.T) {
 
 	if st := info.Sink.Stats(); st.Rejected != 0 || st.Throttled != 0 {
 		t.Errorf("Heap stand-in stats %+v", st)
+	}
+	// The feed forwarded every call to Heap's add_user_properties.
+	if n := len(info.Sink.AcceptedUsers()); n != 5 {
+		t.Errorf("Heap's add_user_properties got %d users, want the 5 fed", n)
 	}
 }
 
