@@ -231,11 +231,19 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 }
 
 // mandrillKey keys an event by message, leniently: an event the mapper will
-// dead-letter still needs a key.
+// dead-letter still needs a key. It decodes the two ids only: decoding whole
+// events here was half of a 1000-event batch's CPU.
 func mandrillKey(raw []byte) string {
-	var e mailchimp.MandrillEvent
-	if json.Unmarshal(raw, &e) == nil && e.MessageID() != "" {
-		return e.PartitionKey()
+	var ids struct {
+		ID  string `json:"_id"`
+		Msg struct {
+			ID string `json:"_id"`
+		} `json:"msg"`
+	}
+	if json.Unmarshal(raw, &ids) == nil {
+		if e := (mailchimp.MandrillEvent{ID: ids.ID, Msg: mailchimp.MandrillMsg{ID: ids.Msg.ID}}); e.MessageID() != "" {
+			return e.PartitionKey()
+		}
 	}
 	return "m:"
 }

@@ -29,6 +29,7 @@ func main() {
 	flag.IntVar(&o.PacingApps, "pacing-apps", o.PacingApps, "apps backlogged at once in the pacing stage")
 	flag.DurationVar(&o.IngressFor, "ingress-for", o.IngressFor, "length of each ingress load run")
 	flag.IntVar(&o.IngressConns, "ingress-conns", o.IngressConns, "concurrent audience-webhook senders")
+	flag.IntVar(&o.MandrillConns, "mandrill-conns", o.MandrillConns, "concurrent Mandrill batch senders")
 	flag.DurationVar(&o.E2EFor, "e2e-for", o.E2EFor, "time at the fixed end-to-end rate")
 	flag.IntVar(&o.E2ERate, "e2e-rate", o.E2ERate, "end-to-end events/s")
 	flag.Parse()
