@@ -20,7 +20,7 @@ type Partition struct {
 	Committed int64 // -1: nothing committed yet
 	End       int64
 	Lag       int64  // -1 when it could not be computed (Err says why)
-	Member    string // the consuming member's client id, empty when the group is empty
+	Member    string // the consuming member (its static instance id, else its host), empty when none
 	Err       error
 }
 
@@ -67,13 +67,22 @@ func Read(ctx context.Context, adm *kadm.Client, groups ...string) ([]Group, err
 		for _, m := range l.Lag.Sorted() {
 			p := Partition{Topic: m.Topic, Partition: m.Partition, Committed: m.Commit.At, End: m.End.Offset, Lag: m.Lag, Err: m.Err}
 			if m.Member != nil {
-				p.Member = m.Member.ClientID
+				p.Member = member(m.Member)
 			}
 			g.Partitions = append(g.Partitions, p)
 		}
 		out = append(out, g)
 	}
 	return out, nil
+}
+
+// member names a member the way an operator finds it: the services' static
+// instance id carries the pod name; dynamic members have only a host.
+func member(m *kadm.DescribedGroupMember) string {
+	if m.InstanceID != nil && *m.InstanceID != "" {
+		return *m.InstanceID
+	}
+	return m.ClientID + "@" + m.ClientHost
 }
 
 // Write prints groups as a table, one row per partition and a total per group.

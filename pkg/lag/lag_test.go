@@ -94,3 +94,54 @@ func TestLagPartOfTopicCommitted(t *testing.T) {
 		}
 	}
 }
+
+// A live member shows under its static instance id, which carries the pod name.
+func TestLagNamesLiveMembers(t *testing.T) {
+	t.Parallel()
+	brokers, prefix := kafkatest.Brokers(t), kafkatest.Prefix(t)
+	topic, group := prefix+"mailchimp.raw", prefix+"mapper"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	if err := admCl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.InstanceID("mapper-mapper-0"), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	if fs := consumer.PollFetches(ctx); fs.NumRecords() != 1 {
+		t.Fatalf("consumed %d records, errors %v", fs.NumRecords(), fs.Errors())
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		gs, err := lag.Read(ctx, adm, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := gs[0]
+		if g.State == "Stable" && len(g.Partitions) == 1 && g.Partitions[0].Committed == 1 {
+			if p := g.Partitions[0]; p.Member != "mapper-mapper-0" || p.Lag != 0 || g.Members != 1 {
+				t.Fatalf("partition %+v, members %d", p, g.Members)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("group never showed stable with its commit: %+v", g)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
