@@ -45,7 +45,7 @@ var AllStages = []string{"mapper", "emitter", "pacing", "ingress", "e2e", "memor
 
 // DefaultOptions are `make bench`'s.
 func DefaultOptions() Options {
-	return Options{Stages: AllStages, Records: 30000, MemoryFactor: 10, Pacing: 2 * time.Minute, PacingApps: 10,
+	return Options{Stages: AllStages, Records: 60000, MemoryFactor: 10, Pacing: 2 * time.Minute, PacingApps: 10,
 		IngressFor: 5 * time.Second, IngressConns: 32, E2EFor: 15 * time.Second, E2ERate: 5000, E2EApps: 25,
 		MandrillBatch: 1000, MandrillConns: 4}
 }
