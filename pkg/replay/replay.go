@@ -43,9 +43,12 @@ type Options struct {
 	// second copy. The salt goes in a header the mapper mixes into ids; for
 	// heap.events the events are re-encoded with salted ids.
 	NewKeys bool
-	DryRun  bool          // count what would be sent, send nothing
-	Codec   *events.Codec // reads heap.events sources and re-keys events; required for Topics.Events and EventsDLQ
-	Now     func() time.Time
+	DryRun  bool // count what would be sent, send nothing
+	// Codec decodes events: required to replay Topics.Events (new keys are
+	// set in the value), and finds the source of an event without a source
+	// header.
+	Codec *events.Codec
+	Now   func() time.Time // stamps pending-since on redriven unmatched events; default time.Now
 	// ClientOpts are the reading consumer's options (seed brokers, logger);
 	// empty: the producing client's seed brokers.
 	ClientOpts []kgo.Opt
