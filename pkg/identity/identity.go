@@ -71,6 +71,25 @@ func (s *Store) PutMany(ctx context.Context, app string, idents map[string]strin
 	return nil
 }
 
+// PutManyIfAbsent records mappings of app whose address has none yet: a
+// rebuild writes what it read a while ago, and must not overwrite a newer
+// mapping the live consumer applied meanwhile.
+func (s *Store) PutManyIfAbsent(ctx context.Context, app string, idents map[string]string) error {
+	if len(idents) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, v := range idents {
+			p.SetNX(ctx, key(app, k), v, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("identity: put: %w", err)
+	}
+	return nil
+}
+
 func aliasKey(app, emailKey string) string { return "mh:identity-alias:" + app + ":" + emailKey }
 
 // AddAlias remembers that newKey inherits oldKey's identity once it is known.

@@ -146,9 +146,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer m.Close()
+	// A consumer that cannot start ends the maintain loop too, so Run
+	// returns its error instead of waiting for ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- m.maintain(ctx) }()
 	err = m.consume(ctx)
+	cancel()
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
@@ -164,12 +169,17 @@ func (m *Materializer) consume(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.DisableAutoCommit(),
+		// Only records marked after they were applied are committed, by us
+		// or on revoke: a polled batch that failed to apply (Redis down)
+		// or was dropped at shutdown must not be committed when Close
+		// leaves the group, or its identities and pending events would
+		// never reach Redis.
+		kgo.AutoCommitMarks(),
 		// Revocation waits for the batch in hand, so what is committed on
 		// revoke has been applied.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
-			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
 				m.cfg.Log.Warn("commit on revoke failed", zap.Error(err))
 			}
 		}),
@@ -204,7 +214,8 @@ func (m *Materializer) consume(ctx context.Context) error {
 			}
 		}
 		if len(recs) > 0 {
-			if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+			cl.MarkCommitRecords(recs...)
+			if err := cl.CommitMarkedOffsets(ctx); err != nil && ctx.Err() == nil {
 				m.cfg.Log.Warn("commit failed; records will be applied again", zap.Error(err))
 			}
 		}
@@ -487,10 +498,8 @@ func (m *Materializer) transact(ctx context.Context, app string, keys map[string
 		return err
 	}
 	for k, ids := range moved {
-		gone, err := m.idx.Remove(ctx, app, k, ids...)
+		gone, err := m.forget(ctx, app, k, ids)
 		if err != nil {
-			// The tombstones are committed; consuming them removes the
-			// entries too.
 			return err
 		}
 		m.countRemoved(ctx, gone, "")
@@ -509,6 +518,28 @@ func (m *Materializer) transact(ctx context.Context, app string, keys map[string
 	}
 	m.cfg.Log.Info("pending events moved", zap.String("app", app), zap.Int("events", len(out)/2), zap.Int("addresses", len(moved)))
 	return nil
+}
+
+// forget removes released or expired events from the index. Their events and
+// tombstones are committed, so it keeps trying while Redis fails: an entry
+// left behind would be sent a second time by the retried batch or the next
+// sweep, before its tombstone is consumed.
+func (m *Materializer) forget(ctx context.Context, app, emailKey string, ids []string) ([]pending.Entry, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.MaxInterval = 5 * time.Second
+	for {
+		gone, err := m.idx.Remove(ctx, app, emailKey, ids...)
+		if err == nil {
+			return gone, nil
+		}
+		wait := bo.NextBackOff()
+		m.cfg.Log.Warn("removing moved events from the index failed; will retry", zap.Error(err), zap.Duration("in", wait))
+		if !sleep(ctx, wait) {
+			// Shutting down: the committed tombstones remove them when
+			// consumed.
+			return nil, err
+		}
+	}
 }
 
 // produce writes recs in one transaction; a failed transaction re-creates
@@ -531,12 +562,17 @@ func (m *Materializer) produce(ctx context.Context, recs []*kgo.Record) error {
 			}
 		})
 	}
-	if err := m.prod.Flush(ctx); err != nil && first == nil {
-		first = err
+	flushErr := m.prod.Flush(ctx)
+	mu.Lock()
+	if first == nil {
+		first = flushErr
 	}
+	failed := first
+	mu.Unlock()
 	commit := kgo.TryCommit
-	if first != nil {
+	if failed != nil {
 		commit = kgo.TryAbort
+		// Waits for records in flight, so no promise runs after this.
 		m.prod.AbortBufferedRecords(context.WithoutCancel(ctx))
 	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -545,8 +581,8 @@ func (m *Materializer) produce(ctx context.Context, recs []*kgo.Record) error {
 		m.newProducer()
 		return fmt.Errorf("materializer: end transaction: %w", err)
 	}
-	if first != nil {
-		return fmt.Errorf("materializer: produce: %w", first)
+	if failed != nil {
+		return fmt.Errorf("materializer: produce: %w", failed)
 	}
 	return nil
 }

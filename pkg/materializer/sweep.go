@@ -91,8 +91,9 @@ func (m *Materializer) Sweep(ctx context.Context) error {
 }
 
 // Rebuild writes every identity, campaign and pending event the compacted
-// topics hold into Redis, then marks the cache ready. Writes are idempotent,
-// so a rebuild over a live cache is harmless.
+// topics hold into Redis, then marks the cache ready. Writes are idempotent
+// and identities already present are kept, so a rebuild over a live cache
+// (or beside the live consumer after a flush) is harmless.
 func (m *Materializer) Rebuild(ctx context.Context) error {
 	start := time.Now()
 	opts := append(slices.Clone(m.cfg.ClientOpts), kgo.SeedBrokers(m.cfg.Brokers...))
@@ -124,7 +125,10 @@ func (m *Materializer) Rebuild(ctx context.Context) error {
 				}
 			}
 		}
-		if err := m.ids.PutMany(ctx, app, direct); err != nil {
+		// The live consumer may have applied a newer mapping since the
+		// table was read (after a flush, it runs beside the rebuild):
+		// keep it.
+		if err := m.ids.PutManyIfAbsent(ctx, app, direct); err != nil {
 			return err
 		}
 		nIDs += len(direct)
