@@ -175,7 +175,7 @@ func Apply(ctx context.Context, adm *kadm.Client, l Layout, o Options) ([]Change
 	}
 	sort.Strings(names)
 
-	details, err := adm.ListTopics(ctx, names...)
+	details, err := adm.ListTopics(fresh(ctx), names...)
 	if err != nil {
 		return nil, fmt.Errorf("topology: list topics: %w", err)
 	}
@@ -333,12 +333,18 @@ func alterConfigs(ctx context.Context, adm *kadm.Client, changes []Change, want 
 	return nil
 }
 
+// fresh makes kadm ask the brokers for metadata instead of answering from
+// the client's cache (kept up to 5 s): a topic created or grown moments ago,
+// by us or by someone else, must be seen as it is now. Asking for authorized
+// operations is kadm's documented way to bypass that cache.
+func fresh(ctx context.Context) context.Context { return kadm.WithAuthorizedOps(ctx) }
+
 // settle waits until metadata shows every topic with its partitions led and
 // the configs the layout names, so what starts after an apply (the services,
 // a second apply) sees the result: brokers learn of changes asynchronously.
 func settle(ctx context.Context, adm *kadm.Client, names []string, want map[string]Settings) error {
 	for {
-		details, err := adm.ListTopics(ctx, names...)
+		details, err := adm.ListTopics(fresh(ctx), names...)
 		if err == nil && settled(details, names, want) {
 			pending, err := diffConfigs(ctx, adm, names, want)
 			if err == nil && len(pending) == 0 {

@@ -141,7 +141,7 @@ func configs(t *testing.T, adm *kadm.Client, topic string) map[string]string {
 
 func partitions(t *testing.T, adm *kadm.Client, topic string) int {
 	t.Helper()
-	d, err := adm.ListTopics(ctx(t), topic)
+	d, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx(t)), topic) // not the client's metadata cache
 	if err != nil {
 		t.Fatal(err)
 	}
