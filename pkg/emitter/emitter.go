@@ -109,7 +109,6 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Events),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
 		// A resumed partition joins the next fetch: keep long polls short.
@@ -118,11 +117,8 @@ func Run(ctx context.Context, cfg Config) error {
 		kgo.FetchMaxBytes(2<<20),
 		kgo.OnPartitionsRevoked(l.revoked),
 		kgo.OnPartitionsLost(l.lost),
-		kgo.SessionTimeout(15*time.Second),
 	)
-	if cfg.InstanceID != "" {
-		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
-	}
+	opts = append(opts, kafka.GroupOpts(cfg.Group, cfg.InstanceID)...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("emitter: client: %w", err)

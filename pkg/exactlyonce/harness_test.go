@@ -86,7 +86,10 @@ type proc struct {
 	stop   bool
 	starts int
 	kills  int
-	done   chan struct{}
+	// hung counts SIGTERMs the process did not finish within 30 s (a
+	// graceful shutdown that hangs), after which it was killed.
+	hung int
+	done chan struct{}
 }
 
 func startProc(t *testing.T, role string, env []string) *proc {
@@ -175,6 +178,9 @@ func (p *proc) stopAndWait() {
 	select {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
+		p.mu.Lock()
+		p.hung++
+		p.mu.Unlock()
 		cmd.Process.Kill()
 		<-p.done
 	}
@@ -546,5 +552,8 @@ func run(t *testing.T, sc scenario) {
 	}
 	if sc.emitterKills > 0 && emitterProc.Load().kills == 0 {
 		t.Error("the emitter was never killed")
+	}
+	if n := mapperProc.hung + emitterProc.Load().hung; n != 0 {
+		t.Errorf("%d SIGTERMed processes did not exit within 30 s", n)
 	}
 }

@@ -174,3 +174,22 @@ func Ping(ctx context.Context, cl *kgo.Client) error {
 	}
 	return nil
 }
+
+// GroupOpts are every consumer group member's: cooperative-sticky, and
+// timeouts short enough that a member killed or leaving does not hold the
+// group (and a peer's shutdown, which waits for a join in flight) for the
+// defaults' 45 s session and 60 s rebalance. instanceID, when set, makes the
+// member static: restarted under the same id it gets its partitions back
+// without a rebalance.
+func GroupOpts(group, instanceID string) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(15 * time.Second),
+		kgo.RebalanceTimeout(20 * time.Second),
+	}
+	if instanceID != "" {
+		opts = append(opts, kgo.InstanceID(instanceID))
+	}
+	return opts
+}

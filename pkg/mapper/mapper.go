@@ -103,21 +103,16 @@ func Run(ctx context.Context, cfg Config) error {
 func runSession(ctx context.Context, cfg Config) error {
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topics.Raw),
 		kgo.TransactionalID(cfg.TransactionID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.TransactionTimeout(60*time.Second),
-		kgo.SessionTimeout(15*time.Second),
 		// A fetch is held decompressed until polled: at the default 50 MiB
 		// (1 MiB a partition) a backlog of compressed JSON kept ~60 MB of
 		// heap buffered. 2 MiB still holds several transactions' worth.
 		kgo.FetchMaxBytes(2<<20),
 	)
-	if cfg.InstanceID != "" {
-		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
-	}
+	opts = append(opts, kafka.GroupOpts(cfg.Group, cfg.InstanceID)...)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("mapper: session: %w", err)

@@ -58,7 +58,9 @@ type Config struct {
 	SweepInterval time.Duration
 	// CheckInterval is how often the cache's presence is checked; default 2 s.
 	CheckInterval time.Duration
-	ClientOpts    []kgo.Opt // every client's
+	// InstanceID, when set, makes the consumer a static group member.
+	InstanceID string
+	ClientOpts []kgo.Opt // every client's
 	// ConsumerOpts are added to the long-lived consumer only (client metrics
 	// hooks register once per client).
 	ConsumerOpts []kgo.Opt
@@ -162,13 +164,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 // consume applies the three topics to Redis, committing offsets only after.
 func (m *Materializer) consume(ctx context.Context) error {
-	cl, err := kgo.NewClient(append(append(slices.Clone(m.cfg.ClientOpts), m.cfg.ConsumerOpts...),
+	opts := append(append(slices.Clone(m.cfg.ClientOpts), m.cfg.ConsumerOpts...),
 		kgo.SeedBrokers(m.cfg.Brokers...),
-		kgo.ConsumerGroup(m.cfg.Group),
 		kgo.ConsumeTopics(m.cfg.Topics.Identities, m.cfg.Topics.Pending, m.cfg.Topics.Campaigns),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		// Only records marked after they were applied are committed, by us
 		// or on revoke: a polled batch that failed to apply (Redis down)
 		// or was dropped at shutdown must not be committed when Close
@@ -183,7 +183,8 @@ func (m *Materializer) consume(ctx context.Context) error {
 				m.cfg.Log.Warn("commit on revoke failed", zap.Error(err))
 			}
 		}),
-	)...)
+	)
+	cl, err := kgo.NewClient(append(opts, kafka.GroupOpts(m.cfg.Group, m.cfg.InstanceID)...)...)
 	if err != nil {
 		return fmt.Errorf("materializer: consumer: %w", err)
 	}

@@ -263,6 +263,7 @@ func (d *Deps) materializerConfig() materializer.Config {
 		Group:         d.Env.TopicPrefix + "materializer",
 		TransactionID: d.Env.TopicPrefix + "materializer-" + d.InstanceID(),
 		Holder:        d.InstanceID(),
+		InstanceID:    d.Env.TopicPrefix + "materializer-" + d.InstanceID(),
 		Sources:       d.Sources,
 		Codec:         d.Codec,
 		Redis:         d.Redis,
