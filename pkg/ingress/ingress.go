@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -33,7 +34,8 @@ const (
 )
 
 // Publisher writes records durably; it returns once every record is
-// acknowledged or one failed.
+// acknowledged or failed, and keeps no record nor any of its bytes after it
+// returned (the handler reuses them).
 type Publisher interface {
 	Publish(ctx context.Context, recs ...*kgo.Record) error
 }
@@ -182,35 +184,25 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "", &problem{http.StatusNotFound, "unknown source"}, kind, rid)
 		return
 	}
-	body, p := readBody(w, r, MaxMandrillBody)
+	b := getBatch()
+	// Every record refers to b's bytes: b goes back to the pool only after
+	// Publish returned, when the producer is done with them.
+	defer putBatch(b)
+	var p *problem
+	if b.body, p = readBodyInto(w, r, MaxMandrillBody, b.body); p != nil {
+		h.fail(w, r, src.ID, p, kind, rid)
+		return
+	}
+	events, verify, p := mandrillEvents(src, b.body, r.Header.Get(mailchimp.MandrillSignatureHdr))
 	if p != nil {
 		h.fail(w, r, src.ID, p, kind, rid)
 		return
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		h.fail(w, r, src.ID, &problem{http.StatusBadRequest, "form: " + err.Error()}, kind, rid)
-		return
-	}
-	sig := r.Header.Get(mailchimp.MandrillSignatureHdr)
-	if sig == "" {
-		h.fail(w, r, src.ID, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}, kind, rid)
-		return
-	}
-	events, present := form[mailchimp.MandrillEventsField]
-	if !present || len(events) != 1 {
-		// Verify before describing the body to an unauthenticated caller.
-		if !mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, src.MandrillWebhookKey, form, sig) {
-			h.fail(w, r, src.ID, &problem{http.StatusForbidden, "bad signature"}, kind, rid)
-			return
-		}
-		h.fail(w, r, src.ID, &problem{http.StatusBadRequest, "want exactly one mandrill_events field"}, kind, rid)
-		return
-	}
-	units, err := mailchimp.SplitMandrillBatch(events[0])
-	valid := mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, src.MandrillWebhookKey, form, sig) ||
+	units, err := mailchimp.ScanMandrillBatch(events, b.units[:0])
+	b.units = units[:0]
+	valid := verify(src.MandrillWebhookKey) ||
 		// Mandrill's validation POST is an empty batch signed with a fixed key.
-		(err == nil && len(units) == 0 && mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, mailchimp.MandrillValidationKey, form, sig))
+		(err == nil && len(units) == 0 && verify(mailchimp.MandrillValidationKey))
 	if !valid {
 		h.fail(w, r, src.ID, &problem{http.StatusForbidden, "bad signature"}, kind, rid)
 		return
@@ -223,29 +215,123 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, src.ID, &problem{http.StatusRequestEntityTooLarge, "more than 1000 events in one batch"}, kind, rid)
 		return
 	}
-	recs := make([]*kgo.Record, len(units))
-	for i, u := range units {
-		recs[i] = h.record(src.ID, kind, rid, mandrillKey(u), u)
-	}
-	h.publish(w, r, src.ID, kind, rid, recs...)
+	h.publish(w, r, src.ID, kind, rid, b.records(h.cfg.Topic, src.ID, h.headers(src.ID, kind, rid), units)...)
 }
 
-// mandrillKey keys an event by message, leniently: an event the mapper will
-// dead-letter still needs a key. It decodes the two ids only: decoding whole
-// events here was half of a 1000-event batch's CPU.
-func mandrillKey(raw []byte) string {
-	var ids struct {
-		ID  string `json:"_id"`
-		Msg struct {
-			ID string `json:"_id"`
-		} `json:"msg"`
+// mandrillEvents returns the mandrill_events value of a Mandrill webhook body
+// and how to check its signature against a key. A body that is the one
+// field, as Mandrill sends it, is unescaped in place and signed as is;
+// another goes through url.ParseQuery and MandrillSignature.
+func mandrillEvents(src config.Source, body []byte, sig string) ([]byte, func(key string) bool, *problem) {
+	events, single, err := mailchimp.UnescapeMandrillForm(body)
+	if single {
+		switch {
+		case err != nil:
+			return nil, nil, &problem{http.StatusBadRequest, "form: " + err.Error()}
+		case sig == "":
+			return nil, nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
+		}
+		return events, func(key string) bool {
+			return mailchimp.VerifyMandrillEvents(src.MandrillWebhookURL, key, events, sig)
+		}, nil
 	}
-	if json.Unmarshal(raw, &ids) == nil {
-		if e := (mailchimp.MandrillEvent{ID: ids.ID, Msg: mailchimp.MandrillMsg{ID: ids.Msg.ID}}); e.MessageID() != "" {
-			return e.PartitionKey()
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, nil, &problem{http.StatusBadRequest, "form: " + err.Error()}
+	}
+	if sig == "" {
+		return nil, nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
+	}
+	verify := func(key string) bool {
+		return mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, key, form, sig)
+	}
+	values, present := form[mailchimp.MandrillEventsField]
+	if !present || len(values) != 1 {
+		// Verify before describing the body to an unauthenticated caller.
+		if !verify(src.MandrillWebhookKey) {
+			return nil, nil, &problem{http.StatusForbidden, "bad signature"}
+		}
+		return nil, nil, &problem{http.StatusBadRequest, "want exactly one mandrill_events field"}
+	}
+	return []byte(values[0]), verify, nil
+}
+
+// mandrillBatch holds one Mandrill request's buffers, reused across
+// requests: a 1000-event batch is ~1 MB of body and 1000 records.
+type mandrillBatch struct {
+	body  []byte
+	units []mailchimp.MandrillUnit
+	recs  []kgo.Record
+	ptrs  []*kgo.Record
+	keys  []byte
+}
+
+// maxPooledBody bounds what the pool keeps: a rare huge body is not held.
+const maxPooledBody = 4 << 20
+
+var batches = sync.Pool{New: func() any { return new(mandrillBatch) }}
+
+func getBatch() *mandrillBatch { return batches.Get().(*mandrillBatch) }
+
+func putBatch(b *mandrillBatch) {
+	if cap(b.body) > maxPooledBody {
+		return
+	}
+	clear(b.recs) // drop references to values, contexts and the producer's state
+	b.units = b.units[:0]
+	batches.Put(b)
+}
+
+// records are one record per event, keyed by message ("m:" + message id, or
+// "m:" when it has none: an event the mapper will dead-letter still needs a
+// key), all sharing headers.
+func (b *mandrillBatch) records(topic, source string, headers []kgo.RecordHeader, units []mailchimp.MandrillUnit) []*kgo.Record {
+	const sep = "/m:"
+	n := 0
+	for _, u := range units {
+		n += len(source) + len(sep) + len(u.MessageID)
+	}
+	if cap(b.keys) < n {
+		b.keys = make([]byte, 0, n)
+	}
+	if cap(b.recs) < len(units) {
+		b.recs = make([]kgo.Record, len(units))
+		b.ptrs = make([]*kgo.Record, len(units))
+	}
+	keys := b.keys[:0]
+	recs, ptrs := b.recs[:len(units)], b.ptrs[:len(units)]
+	for i, u := range units {
+		at := len(keys)
+		keys = append(append(append(keys, source...), sep...), u.MessageID...)
+		recs[i] = kgo.Record{Topic: topic, Key: keys[at:len(keys):len(keys)], Value: u.Raw, Headers: headers}
+		ptrs[i] = &recs[i]
+	}
+	return ptrs
+}
+
+// readBodyInto reads the body into buf's storage, growing it as needed.
+func readBodyInto(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, *problem) {
+	if n := r.ContentLength; n > 0 && n < limit && int64(cap(buf)) <= n {
+		buf = make([]byte, 0, n+1) // +1: the read that sees EOF needs room
+	}
+	buf = buf[:0]
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		var tooBig *http.MaxBytesError
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case errors.As(err, &tooBig):
+			return buf, &problem{http.StatusRequestEntityTooLarge, "body over the limit"}
+		case err != nil:
+			return buf, &problem{http.StatusBadRequest, "read body: " + err.Error()}
 		}
 	}
-	return "m:"
 }
 
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *problem) {
@@ -262,15 +348,21 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *pro
 
 func (h *handler) record(source, kind, rid, key string, value []byte) *kgo.Record {
 	return &kgo.Record{
-		Topic: h.cfg.Topic,
-		Key:   []byte(source + "/" + key),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: kafka.HeaderSource, Value: []byte(source)},
-			{Key: kafka.HeaderKind, Value: []byte(kind)},
-			{Key: kafka.HeaderReceivedAt, Value: []byte(h.cfg.now().UTC().Format(time.RFC3339Nano))},
-			{Key: kafka.HeaderRequestID, Value: []byte(rid)},
-		},
+		Topic:   h.cfg.Topic,
+		Key:     []byte(source + "/" + key),
+		Value:   value,
+		Headers: h.headers(source, kind, rid),
+	}
+}
+
+// headers are a request's record headers (the topic contract's); the
+// records of one request share them.
+func (h *handler) headers(source, kind, rid string) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: kafka.HeaderSource, Value: []byte(source)},
+		{Key: kafka.HeaderKind, Value: []byte(kind)},
+		{Key: kafka.HeaderReceivedAt, Value: []byte(h.cfg.now().UTC().Format(time.RFC3339Nano))},
+		{Key: kafka.HeaderRequestID, Value: []byte(rid)},
 	}
 }
 

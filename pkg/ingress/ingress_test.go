@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,6 +131,11 @@ func TestIngress(t *testing.T) {
 	tooMany, tooManyHdr := signed(t, key, mandrillBatch(1001))
 	atLimit, atLimitHdr := signed(t, key, mandrillBatch(1000))
 	twoFields, twoFieldsHdr := signed(t, key, url.Values{"mandrill_events": {"[]", "[]"}})
+	withExtra, withExtraHdr := signed(t, key, url.Values{"mandrill_events": mustForm(mandrillBody)["mandrill_events"], "extra": {"1"}})
+	escapedName := []byte(strings.Replace(string(mandrillBody), "mandrill_events=", "mandrill%5Fevents=", 1))
+	badEscape := []byte("mandrill_events=%5B%zz%5D")
+	badEscapeHdr := map[string]string{mailchimp.MandrillSignatureHdr: mailchimp.MandrillSignature(sig.RegisteredURL, key, url.Values{"mandrill_events": {"[%zz]"}})}
+	notJSONBadSig := map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}
 	listPath := "/webhooks/mailchimp/acme/" + secret
 
 	type tc struct {
@@ -166,7 +173,16 @@ func TestIngress(t *testing.T) {
 		{"mandrill unknown source", "POST", "/webhooks/mandrill/nobody", mandrillBody,
 			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 404, 0},
 		{"mandrill not JSON", "POST", "/webhooks/mandrill/acme", notJSON, notJSONHdr, 400, 0},
+		{"mandrill not JSON, bad signature", "POST", "/webhooks/mandrill/acme", notJSON, notJSONBadSig, 403, 0},
 		{"mandrill two fields", "POST", "/webhooks/mandrill/acme", twoFields, twoFieldsHdr, 400, 0},
+		{"mandrill two fields, bad signature", "POST", "/webhooks/mandrill/acme", twoFields, notJSONBadSig, 403, 0},
+		{"mandrill batch beside another field", "POST", "/webhooks/mandrill/acme", withExtra, withExtraHdr, 200, 9},
+		{"mandrill batch beside another field, unsigned", "POST", "/webhooks/mandrill/acme", withExtra, nil, 401, 0},
+		{"mandrill batch, escaped field name", "POST", "/webhooks/mandrill/acme", escapedName,
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 200, 9},
+		{"mandrill bad escape", "POST", "/webhooks/mandrill/acme", badEscape, badEscapeHdr, 400, 0},
+		{"mandrill bad escape, unsigned", "POST", "/webhooks/mandrill/acme", badEscape, nil, 400, 0},
+		{"mandrill empty body", "POST", "/webhooks/mandrill/acme", nil, notJSONBadSig, 403, 0},
 		{"mandrill 1001 events", "POST", "/webhooks/mandrill/acme", tooMany, tooManyHdr, 413, 0},
 		{"mandrill body too large", "POST", "/webhooks/mandrill/acme", bytes.Repeat([]byte("a"), ingress.MaxMandrillBody+1), nil, 413, 0},
 		{"mandrill 1000 events", "POST", "/webhooks/mandrill/acme", atLimit, atLimitHdr, 200, 1000},
@@ -251,6 +267,105 @@ func TestIngressPublishesByteForByte(t *testing.T) {
 		if !strings.HasPrefix(string(r.Key), "acme/") {
 			t.Errorf("key %q", r.Key)
 		}
+		if kind == mailchimp.KindMandrillEvent {
+			if want := "acme/" + messageKey(r.Value); string(r.Key) != want {
+				t.Errorf("key %q, want %q", r.Key, want)
+			}
+		}
+	}
+}
+
+// messageKey is a Mandrill event's key as the contract has it: "m:" and the
+// message id (msg._id, else _id), "m:" alone when there is none.
+func messageKey(event []byte) string {
+	var ids struct {
+		ID  string `json:"_id"`
+		Msg struct {
+			ID string `json:"_id"`
+		} `json:"msg"`
+	}
+	if json.Unmarshal(event, &ids) != nil {
+		return "m:"
+	}
+	return (mailchimp.MandrillEvent{ID: ids.ID, Msg: mailchimp.MandrillMsg{ID: ids.Msg.ID}}).PartitionKey()
+}
+
+// onlyReader hides a body's length: the request goes out chunked.
+type onlyReader struct{ io.Reader }
+
+// TestIngressConcurrentBatches: requests in flight at once (their buffers
+// reused across requests) each publish exactly their own events.
+func TestIngressConcurrentBatches(t *testing.T) {
+	e := newEnv(t, kafkatest.Brokers(t), 20*time.Second)
+	key := fixtures.Mandrill().WebhookKey
+	const senders, each = 4, 6
+	want := map[string]string{} // value -> key
+	bodies := make([][][]byte, senders)
+	hdrs := make([][]map[string]string, senders)
+	for s := range senders {
+		for r := range each {
+			n := 1 + (s*each+r)*37%300
+			var evs []string
+			for i := range n {
+				id := fmt.Sprintf("s%dr%di%d", s, r, i)
+				ev := fmt.Sprintf(`{"event":"open","ts":1759413912,"_id":"e-%s","msg":{"_id":"m-%s","email":"x%s@example.com","subject":"caf\u00e9 & +1 %%"}}`, id, id, id)
+				if i%7 == 3 {
+					ev = fmt.Sprintf(`{"event":"open","ts":1759413912,"_id":"e-%s"}`, id)
+				}
+				evs = append(evs, ev)
+				want[ev] = "acme/" + messageKey([]byte(ev))
+			}
+			body, hdr := signed(t, key, url.Values{"mandrill_events": {"[" + strings.Join(evs, ", ") + "]"}})
+			bodies[s] = append(bodies[s], body)
+			hdrs[s] = append(hdrs[s], hdr)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, senders*each)
+	for s := range senders {
+		wg.Go(func() {
+			for r := range each {
+				var body io.Reader = bytes.NewReader(bodies[s][r])
+				if r%2 == 1 {
+					body = onlyReader{body}
+				}
+				req, _ := http.NewRequest("POST", e.srv.URL+"/webhooks/mandrill/acme", body)
+				for k, v := range hdrs[s][r] {
+					req.Header.Set(k, v)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("sender %d request %d: status %d", s, r, resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	recs := kafkatest.Consume(t, e.brokers, e.topic, len(want), 30*time.Second)
+	if len(recs) != len(want) {
+		t.Fatalf("got %d records, want %d", len(recs), len(want))
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		k, ok := want[string(r.Value)]
+		switch {
+		case !ok:
+			t.Fatalf("record value is not a sent event: %q", r.Value)
+		case seen[string(r.Value)]:
+			t.Fatalf("event published twice: %s", r.Value)
+		case string(r.Key) != k:
+			t.Fatalf("key %q, want %q", r.Key, k)
+		}
+		seen[string(r.Value)] = true
 	}
 }
 

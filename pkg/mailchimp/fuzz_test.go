@@ -1,6 +1,7 @@
 package mailchimp_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -78,16 +79,36 @@ func FuzzMandrill(f *testing.F) {
 	f.Add([]byte(fixtures.Mandrill().ValidationPost.Body))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		form, err := url.ParseQuery(string(body))
+		// Ingress's single-pass path agrees with url.ParseQuery.
+		inPlace := append([]byte(nil), body...)
+		fast, ok, ferr := mailchimp.UnescapeMandrillForm(inPlace)
+		switch {
+		case !ok && !bytes.Equal(inPlace, body):
+			t.Fatalf("UnescapeMandrillForm declined %q but changed it to %q", body, inPlace)
+		case ok && ferr != nil && (err == nil || err.Error() != ferr.Error()):
+			t.Fatalf("UnescapeMandrillForm(%q) error %v, url.ParseQuery's %v", body, ferr, err)
+		case ok && ferr == nil && (err != nil || len(form) != 1 || len(form[mailchimp.MandrillEventsField]) != 1 ||
+			form.Get(mailchimp.MandrillEventsField) != string(fast)):
+			t.Fatalf("UnescapeMandrillForm(%q) = %q, url.ParseQuery's %q, %v", body, fast, form, err)
+		}
 		if err != nil {
 			return // net/url's business; ingress answers 400
 		}
 		// Signing is total: whatever the form, its own signature verifies.
 		const u, key = "https://hooks.example.com/webhooks/mandrill/acme", "k"
-		if sig := mailchimp.MandrillSignature(u, key, form); !mailchimp.VerifyMandrillSignature(u, key, form, sig) {
+		sig := mailchimp.MandrillSignature(u, key, form)
+		if !mailchimp.VerifyMandrillSignature(u, key, form, sig) {
 			t.Fatalf("own signature %q refused", sig)
+		}
+		if ok && !mailchimp.VerifyMandrillEvents(u, key, fast, sig) {
+			t.Fatalf("VerifyMandrillEvents refused the form's signature %q", sig)
+		}
+		if ok && mailchimp.VerifyMandrillEvents(u, key+"x", fast, sig) {
+			t.Fatalf("VerifyMandrillEvents accepted a signature with another key")
 		}
 
 		events := form.Get(mailchimp.MandrillEventsField)
+		checkScan(t, events)
 		units, err := mailchimp.SplitMandrillBatch(events)
 		if err != nil {
 			if !errors.Is(err, mailchimp.ErrMalformed) {
@@ -145,4 +166,45 @@ func FuzzMandrill(f *testing.F) {
 			t.Fatalf("no units from %q", events)
 		}
 	})
+}
+
+// checkScan compares ScanMandrillBatch with SplitMandrillBatch and the ids
+// with encoding/json's decoding of them.
+func checkScan(t *testing.T, events string) {
+	t.Helper()
+	want, werr := mailchimp.SplitMandrillBatch(events)
+	got, gerr := mailchimp.ScanMandrillBatch([]byte(events), nil)
+	if (werr == nil) != (gerr == nil) {
+		t.Fatalf("ScanMandrillBatch(%q) error %v, SplitMandrillBatch's %v", events, gerr, werr)
+	}
+	if gerr != nil {
+		if !errors.Is(gerr, mailchimp.ErrMalformed) {
+			t.Fatalf("ScanMandrillBatch error %v does not wrap ErrMalformed", gerr)
+		}
+		if got != nil {
+			t.Fatalf("units %q returned with error %v", got, gerr)
+		}
+		return
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ScanMandrillBatch(%q): %d units, SplitMandrillBatch %d", events, len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i].Raw, want[i]) {
+			t.Fatalf("unit %d: %q, SplitMandrillBatch's %q", i, got[i].Raw, want[i])
+		}
+		var ids struct {
+			ID  string `json:"_id"`
+			Msg struct {
+				ID string `json:"_id"`
+			} `json:"msg"`
+		}
+		wantID := ""
+		if json.Unmarshal(want[i], &ids) == nil {
+			wantID = (mailchimp.MandrillEvent{ID: ids.ID, Msg: mailchimp.MandrillMsg{ID: ids.Msg.ID}}).MessageID()
+		}
+		if string(got[i].MessageID) != wantID {
+			t.Fatalf("unit %d %s: message id %q, encoding/json's %q", i, want[i], got[i].MessageID, wantID)
+		}
+	}
 }
