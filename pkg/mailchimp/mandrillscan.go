@@ -1,11 +1,14 @@
 package mailchimp
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"net/url"
 	"unicode/utf8"
 )
@@ -27,47 +30,46 @@ func UnescapeMandrillForm(body []byte) (events []byte, ok bool, err error) {
 	if len(body) < len(prefix) || string(body[:len(prefix)]) != prefix {
 		return nil, false, nil
 	}
-	for _, c := range body[len(prefix):] {
-		if c == '&' || c == ';' {
-			return nil, false, nil
-		}
-	}
 	s := body[len(prefix):]
+	if bytes.IndexByte(s, '&') >= 0 || bytes.IndexByte(s, ';') >= 0 {
+		return nil, false, nil
+	}
 	w := 0
-	for r := 0; r < len(s); {
-		switch c := s[r]; c {
+	for r := 0; r < len(s); w++ {
+		c := s[r]
+		r++
+		switch c {
 		case '%':
-			if r+2 >= len(s) || !isHex(s[r+1]) || !isHex(s[r+2]) {
-				bad := s[r:min(r+3, len(s))]
+			if r+1 >= len(s) || hexVal[s[r]]|hexVal[s[r+1]] > 0x0f {
+				bad := s[r-1 : min(r+2, len(s))]
 				return nil, true, url.EscapeError(string(bad))
 			}
-			s[w] = unhex(s[r+1])<<4 | unhex(s[r+2])
-			r += 3
+			c = hexVal[s[r]]<<4 | hexVal[s[r+1]]
+			r += 2
 		case '+':
-			s[w] = ' '
-			r++
-		default:
-			s[w] = c
-			r++
+			c = ' '
 		}
-		w++
+		s[w] = c
 	}
 	return s[:w], true, nil
 }
 
+// hexVal is a hex digit's value, 0xff for another byte.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i := range byte(10) {
+		t['0'+i] = i
+	}
+	for i := range byte(6) {
+		t['a'+i], t['A'+i] = 10+i, 10+i
+	}
+	return t
+}()
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c >= 'a':
-		return c - 'a' + 10
-	default:
-		return c - 'A' + 10
-	}
 }
 
 // VerifyMandrillEvents is VerifyMandrillSignature of a form whose only field
@@ -186,7 +188,19 @@ func (s *batchScanner) literal(i int, lit string) int {
 func (s *batchScanner) str(i int) (end int, plain bool) {
 	b := s.b
 	plain = true
-	for i++; i < len(b); i++ {
+	for i++; ; i++ {
+		// Eight bytes at a time up to one that needs a look (the lowest
+		// flagged byte is exact: a false flag only follows a true one).
+		for i+8 <= len(b) {
+			if m := needsLook(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, plain
@@ -194,7 +208,8 @@ func (s *batchScanner) str(i int) (end int, plain bool) {
 			plain = false
 			i++
 			if i == len(b) {
-				break
+				s.errAt(i, "in string literal")
+				return -1, false
 			}
 			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
@@ -217,6 +232,14 @@ func (s *batchScanner) str(i int) (end int, plain bool) {
 	}
 	s.errAt(len(b), "in string literal")
 	return -1, false
+}
+
+// needsLook is non-zero when one of the eight bytes in x is a quote, a
+// backslash, a control character or not ASCII.
+func needsLook(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^(ones*'"'), x^(ones*'\\')
+	return ((q-ones)&^q | (bs-ones)&^bs | (x-ones*0x20)&^x | x) & highs
 }
 
 // number scans the number at i and returns the index after it.

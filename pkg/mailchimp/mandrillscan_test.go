@@ -154,6 +154,23 @@ func TestScanMandrillBatchAgreesWithSplit(t *testing.T) {
 	}
 }
 
+// TestScanMandrillBatchStringOffsets puts what a string scan must stop at
+// at every offset of a word and beyond (the scan reads eight bytes at once).
+func TestScanMandrillBatchStringOffsets(t *testing.T) {
+	for _, special := range []string{`\"`, `\\`, `\u00e9`, `\n`, "\x01", "\x1f", "é", "\xff", `"`, `\`, `\u12`, `\x`} {
+		for at := range 20 {
+			str := strings.Repeat("a", at) + special + strings.Repeat("b", 17-at%3)
+			for _, events := range []string{
+				`[{"_id":"` + str + `","msg":{"_id":"` + str + `"}}]`,
+				`[{"` + str + `":1,"_id":"x"}]`,
+				`[{"_id":"` + str,
+			} {
+				checkScan(t, events)
+			}
+		}
+	}
+}
+
 func TestScanMandrillBatchErrors(t *testing.T) {
 	for _, events := range []string{"", "[", `[{"a":1}`, `[{"a":x}]`, "[1]", "[{}] x"} {
 		_, err := mailchimp.ScanMandrillBatch([]byte(events), nil)
