@@ -347,22 +347,31 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *pro
 }
 
 func (h *handler) record(source, kind, rid, key string, value []byte) *kgo.Record {
+	k := make([]byte, 0, len(source)+1+len(key))
 	return &kgo.Record{
 		Topic:   h.cfg.Topic,
-		Key:     []byte(source + "/" + key),
+		Key:     append(append(append(k, source...), '/'), key...),
 		Value:   value,
 		Headers: h.headers(source, kind, rid),
 	}
 }
 
 // headers are a request's record headers (the topic contract's); the
-// records of one request share them.
+// records of one request share them, and their values share one buffer.
 func (h *handler) headers(source, kind, rid string) []kgo.RecordHeader {
+	buf := make([]byte, 0, len(source)+len(kind)+len(time.RFC3339Nano)+len(rid))
+	buf = append(buf, source...)
+	a := len(buf)
+	buf = append(buf, kind...)
+	b := len(buf)
+	buf = h.cfg.now().UTC().AppendFormat(buf, time.RFC3339Nano)
+	c := len(buf)
+	buf = append(buf, rid...)
 	return []kgo.RecordHeader{
-		{Key: kafka.HeaderSource, Value: []byte(source)},
-		{Key: kafka.HeaderKind, Value: []byte(kind)},
-		{Key: kafka.HeaderReceivedAt, Value: []byte(h.cfg.now().UTC().Format(time.RFC3339Nano))},
-		{Key: kafka.HeaderRequestID, Value: []byte(rid)},
+		{Key: kafka.HeaderSource, Value: buf[:a:a]},
+		{Key: kafka.HeaderKind, Value: buf[a:b:b]},
+		{Key: kafka.HeaderReceivedAt, Value: buf[b:c:c]},
+		{Key: kafka.HeaderRequestID, Value: buf[c:len(buf):len(buf)]},
 	}
 }
 
@@ -381,9 +390,16 @@ func (h *handler) publish(w http.ResponseWriter, r *http.Request, source, kind, 
 	}
 	h.cfg.Log.Info("accepted", zap.String("source", source), zap.String("kind", kind),
 		zap.String("request_id", rid), zap.Int("units", len(recs)))
-	writeJSON(w, http.StatusOK, map[string]any{"accepted": len(recs), "request_id": rid})
+	writeJSON(w, http.StatusOK, accepted{Accepted: len(recs), RequestID: rid})
 	h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, "200")
 	h.cfg.Metrics.Add(metrics.IngressUnits, float64(len(recs)), source, kind)
+}
+
+// accepted is the 200 answer (its fields in the order a map's sorted keys
+// would have them).
+type accepted struct {
+	Accepted  int    `json:"accepted"`
+	RequestID string `json:"request_id"`
 }
 
 // fail answers a refused request. It logs the route, never the path: the
