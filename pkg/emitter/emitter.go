@@ -35,7 +35,8 @@ type Tracker interface {
 	Track(ctx context.Context, baseURL, appID string, evs []heap.Event) error
 }
 
-// Pacer grants n events of an app's per-minute budget, or says how long to wait.
+// Pacer takes n events of an app's per-minute budget and says how long to
+// wait before sending them: the budget counts them from then.
 type Pacer interface {
 	Reserve(ctx context.Context, app string, limitPerMin, n int) (time.Duration, error)
 }
@@ -72,7 +73,7 @@ type Config struct {
 	Log        *zap.Logger
 	MaxPoll    int           // records per poll; default 5000
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
-	MaxQueued  int           // events queued per app before its partitions pause; default 5000
+	MaxQueued  int           // events queued per app before its partitions pause (at most twice that: flowControl); default 5000, paced: less (queueAhead)
 	Linger     time.Duration // wait for a fuller batch; default 20ms
 	MaxBackoff time.Duration // default 30s
 	ClientOpts []kgo.Opt
@@ -90,8 +91,9 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.MaxBatch = heap.MaxBatch
 	}
 	if cfg.MaxQueued <= 0 {
-		// Five full requests ahead keep a worker busy; each queued event
-		// holds its Heap properties (~1 KB), per app.
+		// Five full requests ahead keep an unpaced worker busy; a queued
+		// event holds its record (the Avro bytes, ~0.5 KB with its share of
+		// the fetched batch), decoded only when its request is built.
 		cfg.MaxQueued = 5000
 	}
 	if cfg.Linger <= 0 {
@@ -103,7 +105,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.PacePeriod <= 0 {
 		cfg.PacePeriod = time.Minute
 	}
-	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[string]*pacing.Identities{}}
+	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
+		sources: map[string]*config.Source{}}
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -148,12 +151,17 @@ type partition struct {
 	gone    bool // revoked: its queued items are abandoned
 }
 
+// item is one queued event. It keeps the record's Avro bytes, not the
+// decoded event: take decodes a request's events when it builds it, so a
+// backlog costs its records and no more.
 type item struct {
 	e        *entry
 	p        *partition
-	k        batchKey
+	src      *config.Source
+	identity string
+
+	// Set by take for the request the item goes in.
 	ev       heap.Event
-	src      config.Source
 	at       time.Time // the Mailchimp event's time
 	received time.Time // ingress receipt
 }
@@ -164,6 +172,7 @@ type queue struct {
 	inflight int // taken by the worker, not finished
 	wake     chan struct{}
 	paused   bool
+	max      int // events queued before its partitions pause
 }
 
 type loop struct {
@@ -174,8 +183,10 @@ type loop struct {
 	parts  map[tp]*partition
 	queues map[batchKey]*queue
 	paused map[tp]bool
-	idents map[string]*pacing.Identities
-	wg     sync.WaitGroup
+	idents map[batchKey]*pacing.Identities
+	// sources by id, one copy each (a Source is large; items point here).
+	sources map[string]*config.Source
+	wg      sync.WaitGroup
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -252,20 +263,20 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
 		}
-		src, ok := l.cfg.Sources.Get(ev.SourceID)
-		if !ok {
+		src := l.source(ev.SourceID)
+		if src == nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID)), append(deadEntries, e)
 			continue
 		}
 		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: ev.AppID}
 		q := l.queues[k]
 		if q == nil {
-			q = &queue{key: k, wake: make(chan struct{}, 1)}
+			q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
 			l.queues[k] = q
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
-		q.items = append(q.items, &item{e: e, p: p, k: k, ev: HeapEvent(ev), src: src, at: ev.Time, received: ev.Lineage.ReceivedAt})
+		q.items = append(q.items, &item{e: e, p: p, src: src, identity: ev.Identity})
 		p.apps[k]++
 		select {
 		case q.wake <- struct{}{}:
@@ -274,26 +285,67 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 	}
 }
 
+// source returns the configured source with id, or nil. Caller holds mu.
+func (l *loop) source(id string) *config.Source {
+	if src, ok := l.sources[id]; ok {
+		return src
+	}
+	src, ok := l.cfg.Sources.Get(id)
+	if !ok {
+		return nil
+	}
+	l.sources[id] = &src
+	return &src
+}
+
+// queueAhead is how much of a paced app's rate its queue holds: enough for
+// its next requests while its partitions resume and refill (a poll or two),
+// with the queue resuming at half. Holding more only costs memory: the
+// pacer sends no faster.
+const queueAhead = 12 * time.Second
+
+// queueMax is how many events an app's queue holds before its partitions
+// pause: MaxQueued, or for a paced app queueAhead of its rate and at least
+// four full requests.
+func (l *loop) queueMax(src *config.Source) int {
+	if l.cfg.Pacer == nil {
+		return l.cfg.MaxQueued
+	}
+	perMin, burst := pacing.Budget(src.AppEventsPerMinute)
+	ahead := int(float64(perMin) * queueAhead.Seconds() / l.cfg.PacePeriod.Seconds())
+	return min(l.cfg.MaxQueued, max(4*min(burst, l.cfg.MaxBatch), ahead))
+}
+
 // flowControl pauses the partitions holding events of apps whose queue is
-// full and resumes them once it drained to half. Caller holds mu.
+// full, until it drained to half. Apps share partitions, and a fetch brings
+// each app the share its partitions hold, which is not the share it sends:
+// pausing whenever the fullest app is full would starve the emptiest one,
+// whose queue runs short. So a partition also holding events of an app that
+// has drained below half stays fetched, letting the full apps grow to twice
+// their bound; only that stops it. Caller holds mu.
 func (l *loop) flowControl() {
-	want := map[tp]bool{}
 	for _, q := range l.queues {
 		switch n := len(q.items) + q.inflight; {
-		case n >= l.cfg.MaxQueued && !q.paused:
+		case n >= q.max && !q.paused:
 			q.paused = true
 			l.cfg.Log.Info("app backlog full; pausing its partitions", zap.String("app", q.key.app), zap.Int("queued", n))
-		case n <= l.cfg.MaxQueued/2 && q.paused:
+		case n <= q.max/2 && q.paused:
 			q.paused = false
 			l.cfg.Log.Info("app backlog drained; resuming", zap.String("app", q.key.app), zap.Int("queued", n))
 		}
-		if !q.paused {
-			continue
+	}
+	want := map[tp]bool{}
+	for key, p := range l.parts {
+		full, needy, over := false, false, false
+		for k := range p.apps {
+			q := l.queues[k]
+			n := len(q.items) + q.inflight
+			full = full || q.paused
+			needy = needy || n < q.max/2
+			over = over || n >= 2*q.max
 		}
-		for key, p := range l.parts {
-			if p.apps[q.key] > 0 {
-				want[key] = true
-			}
+		if over || full && !needy {
+			want[key] = true
 		}
 	}
 	pause, resume := map[string][]int32{}, map[string][]int32{}
@@ -333,6 +385,9 @@ func (l *loop) markPrefix(p *partition) {
 		return
 	}
 	l.cl.MarkCommitRecords(p.entries[i-1].rec)
+	// Clear what the slice no longer shows: the array would keep the done
+	// records (and their fetched batches) until it is next grown.
+	clear(p.entries[:i])
 	p.entries = p.entries[i:]
 }
 
@@ -429,8 +484,8 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 	var batch []*item
 	rest := q.items[:0]
 	for _, it := range q.items {
-		if len(batch) < limit && counts[it.ev.Identity] < perIdentity {
-			counts[it.ev.Identity]++
+		if len(batch) < limit && counts[it.identity] < perIdentity {
+			counts[it.identity]++
 			batch = append(batch, it)
 		} else {
 			rest = append(rest, it)
@@ -484,9 +539,33 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// decode builds the Heap events of a taken batch from their records. It
+// returns the items that no longer decode (their bytes decoded when
+// queued, so never in practice) as dead letters.
+func (l *loop) decode(batch []*item) ([]*item, []deadItem) {
+	var dead []deadItem
+	batch = slices.DeleteFunc(batch, func(it *item) bool {
+		ev, err := l.cfg.Codec.Decode(it.e.rec.Value)
+		if err != nil {
+			dead = append(dead, deadItem{it.e, l.deadLetter(it.e.rec, "undecodable: "+err.Error()), it.src.ID})
+			return true
+		}
+		it.ev, it.at, it.received = HeapEvent(ev), ev.Time, ev.Lineage.ReceivedAt
+		return false
+	})
+	return batch, dead
+}
+
 // deliver takes one batch to Heap or the dead-letter topic. It returns false
 // only when ctx ended first.
 func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
+	batch, bad := l.decode(batch)
+	if len(bad) > 0 && !l.deadLettered(ctx, k, bad) {
+		return false
+	}
+	if len(batch) == 0 {
+		return true
+	}
 	src := batch[0].src
 	if l.cfg.Ledger != nil {
 		var seen map[string]bool
@@ -534,22 +613,26 @@ func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
 	}
 	l.recordDelivered(ctx, delivered, now)
 	l.finish(entries(delivered))
-	if len(dead) > 0 {
-		recs := make([]*kgo.Record, len(dead))
-		for i, d := range dead {
-			recs[i] = d.rec
-		}
-		if !l.produceDead(ctx, recs) {
-			return false
-		}
-		es := make([]*entry, len(dead))
-		for i, d := range dead {
-			es[i] = d.e
-		}
-		l.cfg.Metrics.Add(metrics.EmitterEvents, float64(len(dead)), k.app, "", "dead_lettered")
-		l.recordRejected(ctx, dead)
-		l.finish(es)
+	return len(dead) == 0 || l.deadLettered(ctx, k, dead)
+}
+
+// deadLettered writes dead letters and marks them done. It returns false
+// only when ctx ended first.
+func (l *loop) deadLettered(ctx context.Context, k batchKey, dead []deadItem) bool {
+	recs := make([]*kgo.Record, len(dead))
+	for i, d := range dead {
+		recs[i] = d.rec
 	}
+	if !l.produceDead(ctx, recs) {
+		return false
+	}
+	es := make([]*entry, len(dead))
+	for i, d := range dead {
+		es[i] = d.e
+	}
+	l.cfg.Metrics.Add(metrics.EmitterEvents, float64(len(dead)), k.app, "", "dead_lettered")
+	l.recordRejected(ctx, dead)
+	l.finish(es)
 	return true
 }
 
@@ -597,20 +680,22 @@ func entries(items []*item) []*entry {
 	return es
 }
 
-// pace waits until the identities' and the app's budgets both allow the
-// batch now, so it is sent right after both were granted.
-func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []*item) bool {
+// pace reserves the batch in the app's and its identities' budgets for one
+// send time and waits until then, so the batch is sent as both budgets
+// counted it. The app's budget is reserved ahead (see package pacing): the
+// worker comes back late without losing any of it.
+func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch []*item) bool {
 	if l.cfg.Pacer == nil {
 		return true
 	}
-	ids := l.identities(k.app, src)
+	ids := l.identities(k, src)
 	per := map[string]int{}
 	for _, it := range batch {
-		per[it.ev.Identity]++
+		per[it.identity]++
 	}
 	for {
-		wait, undo := ids.Take(per)
-		if wait > 0 {
+		// The identities first: waiting for them spends no app budget.
+		if wait := ids.Wait(per, time.Now()); wait > 0 {
 			l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
 			l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "identity")
 			if !sleep(ctx, wait) {
@@ -618,32 +703,40 @@ func (l *loop) pace(ctx context.Context, k batchKey, src config.Source, batch []
 			}
 			continue
 		}
+		var wait time.Duration
 		if !l.retry(ctx, "app pacing", func() (err error) {
 			wait, err = l.cfg.Pacer.Reserve(ctx, k.app, src.AppEventsPerMinute, len(batch))
 			return err
 		}) {
-			undo()
 			return false
 		}
-		if wait == 0 {
+		at := time.Now().Add(wait)
+		// The identities' budgets only grew since Wait, so this fits but
+		// for another worker of the same app and identities (none: one
+		// worker per app and Heap URL). If not, the app's reservation is
+		// left unused: under the limit, never over it.
+		idWait := ids.Take(per, at)
+		if wait > 0 {
+			l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
+			l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "app")
+		}
+		if !sleep(ctx, time.Until(at)+idWait) {
+			return false
+		}
+		if idWait == 0 {
 			return true
-		}
-		undo()
-		l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
-		l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "app")
-		if !sleep(ctx, wait) {
-			return false
 		}
 	}
 }
 
-func (l *loop) identities(app string, src config.Source) *pacing.Identities {
+// identities is the identity budget of one worker's app.
+func (l *loop) identities(k batchKey, src *config.Source) *pacing.Identities {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ids := l.idents[app]
+	ids := l.idents[k]
 	if ids == nil {
 		ids = pacing.NewIdentities(src.IdentityEventsPerMinute, l.cfg.PacePeriod)
-		l.idents[app] = ids
+		l.idents[k] = ids
 	}
 	return ids
 }
