@@ -5,10 +5,13 @@
 package mapper
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -214,22 +217,7 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 			return nil, fmt.Errorf("%w: the Redis cache is being rebuilt", ErrDependency)
 		}
 	}
-	var out []*kgo.Record
-	ok := make([]mapped, 0, len(recs)) // mapped is large: grow it once
-	for _, r := range recs {
-		srcID := kafka.Header(r, kafka.HeaderSource)
-		src, found := m.cfg.Sources.Get(srcID)
-		if !found {
-			out = append(out, m.rawDead(r, "unknown source "+srcID))
-			continue
-		}
-		res, err := mapping.Map(src, kafka.Header(r, kafka.HeaderKind), r.Value, lineage(r))
-		if err != nil {
-			out = append(out, m.rawDead(r, err.Error()))
-			continue
-		}
-		ok = append(ok, mapped{rec: r, source: src, res: res})
-	}
+	out, ok := m.mapAll(recs)
 	if err := m.resolveCampaigns(ctx, ok); err != nil {
 		return nil, err
 	}
@@ -257,13 +245,90 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 	if err := m.resolveIdentities(ctx, ok); err != nil {
 		return nil, err
 	}
-	for _, mp := range ok {
-		for _, e := range mp.res.Events {
-			r, err := m.eventRecord(e)
-			if err != nil {
-				return nil, err
+	recsOut, err := m.encodeAll(ok)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, recsOut...), nil
+}
+
+// workers is how many goroutines map or encode n records: one per core,
+// but not for batches too small to be worth the hand-off.
+func workers(n int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), n/256))
+}
+
+// chunks calls f on w contiguous ranges of [0, n) at once and waits.
+func chunks(n, w int, f func(part, lo, hi int)) {
+	if w <= 1 {
+		f(0, 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for p := range w {
+		lo, hi := p*n/w, (p+1)*n/w
+		wg.Go(func() { f(p, lo, hi) })
+	}
+	wg.Wait()
+}
+
+// mapAll parses and maps recs on every core (the mapper is CPU-bound), and
+// returns the raw dead letters and the mapped records, both in input order:
+// the same output as mapping them one by one.
+func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
+	w := workers(len(recs))
+	deads := make([][]*kgo.Record, w)
+	oks := make([][]mapped, w)
+	chunks(len(recs), w, func(part, lo, hi int) {
+		var dead []*kgo.Record
+		ok := make([]mapped, 0, hi-lo) // mapped is large: grow it once
+		var lp lineageParser
+		for _, r := range recs[lo:hi] {
+			srcID := kafka.Header(r, kafka.HeaderSource)
+			src, found := m.cfg.Sources.Get(srcID)
+			if !found {
+				dead = append(dead, m.rawDead(r, "unknown source "+srcID))
+				continue
 			}
-			out = append(out, r)
+			lin := lp.lineage(r)
+			res, err := mapping.Map(src, lin.Kind, r.Value, lin)
+			if err != nil {
+				dead = append(dead, m.rawDead(r, err.Error()))
+				continue
+			}
+			ok = append(ok, mapped{rec: r, source: src, res: res})
+		}
+		deads[part], oks[part] = dead, ok
+	})
+	if w == 1 {
+		return deads[0], oks[0]
+	}
+	return slices.Concat(deads...), slices.Concat(oks...)
+}
+
+// encodeAll encodes and routes the batch's events on every core, in order.
+func (m *loop) encodeAll(batch []mapped) ([]*kgo.Record, error) {
+	at := make([]int, len(batch)+1) // batch[i]'s first event's index in out
+	for i, mp := range batch {
+		at[i+1] = at[i] + len(mp.res.Events)
+	}
+	out := make([]*kgo.Record, at[len(batch)])
+	errs := make([]error, workers(len(batch)))
+	chunks(len(batch), len(errs), func(part, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			for j, e := range batch[i].res.Events {
+				r, err := m.eventRecord(e)
+				if err != nil {
+					errs[part] = err
+					return
+				}
+				out[at[i]+j] = r
+			}
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -273,13 +338,18 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
 	metas := map[string][]campaigns.Meta{}
 	want := map[string][]string{}
+	seen := map[[2]string]struct{}{} // source, campaign: a set, not a scan of want
 	for _, mp := range batch {
 		if c := mp.res.Campaign; c != nil {
 			metas[mp.source.ID] = append(metas[mp.source.ID], *c)
 		}
 		for _, e := range mp.res.Events {
-			if e.CampaignTitle == "" && e.CampaignID != "" && !slices.Contains(want[mp.source.ID], e.CampaignID) {
-				want[mp.source.ID] = append(want[mp.source.ID], e.CampaignID)
+			if e.CampaignTitle == "" && e.CampaignID != "" {
+				k := [2]string{mp.source.ID, e.CampaignID}
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					want[mp.source.ID] = append(want[mp.source.ID], e.CampaignID)
+				}
 			}
 		}
 	}
@@ -288,20 +358,26 @@ func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
 			return fmt.Errorf("%w: %w", ErrDependency, err)
 		}
 	}
+	if len(want) == 0 {
+		return nil
+	}
+	titles := make(map[string]map[string]string, len(want))
 	for src, ids := range want {
-		titles, err := m.cfg.Campaigns.Titles(ctx, src, ids)
+		t, err := m.cfg.Campaigns.Titles(ctx, src, ids)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrDependency, err)
 		}
-		for i := range batch {
-			if batch[i].source.ID != src {
-				continue
-			}
-			for j := range batch[i].res.Events {
-				e := &batch[i].res.Events[j]
-				if e.CampaignTitle == "" {
-					e.CampaignTitle = titles[e.CampaignID]
-				}
+		titles[src] = t
+	}
+	for i := range batch {
+		t, found := titles[batch[i].source.ID]
+		if !found {
+			continue
+		}
+		for j := range batch[i].res.Events {
+			e := &batch[i].res.Events[j]
+			if e.CampaignTitle == "" {
+				e.CampaignTitle = t[e.CampaignID]
 			}
 		}
 	}
@@ -312,43 +388,94 @@ func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
 // on a custom property, in one pipeline per app.
 func (m *loop) resolveIdentities(ctx context.Context, batch []mapped) error {
 	keys := map[string][]string{}
+	seen := map[[2]string]struct{}{} // app, email key
 	for _, mp := range batch {
 		for _, e := range mp.res.Events {
-			if e.Identity == "" && !slices.Contains(keys[e.AppID], e.EmailKey) {
-				keys[e.AppID] = append(keys[e.AppID], e.EmailKey)
+			if e.Identity == "" {
+				k := [2]string{e.AppID, e.EmailKey}
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					keys[e.AppID] = append(keys[e.AppID], e.EmailKey)
+				}
 			}
 		}
 	}
+	if len(keys) == 0 {
+		return nil
+	}
+	found := make(map[string]map[string]string, len(keys))
 	for app, ks := range keys {
-		found, err := m.cfg.Identities.Resolve(ctx, app, ks)
+		f, err := m.cfg.Identities.Resolve(ctx, app, ks)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrDependency, err)
 		}
-		for i := range batch {
-			for j := range batch[i].res.Events {
-				e := &batch[i].res.Events[j]
-				if e.AppID == app && e.Identity == "" {
-					e.Identity = found[e.EmailKey]
-				}
+		found[app] = f
+	}
+	for i := range batch {
+		for j := range batch[i].res.Events {
+			e := &batch[i].res.Events[j]
+			if e.Identity == "" {
+				e.Identity = found[e.AppID][e.EmailKey]
 			}
 		}
 	}
 	return nil
 }
 
-func lineage(r *kgo.Record) events.Lineage {
-	at, _ := time.Parse(time.RFC3339Nano, kafka.Header(r, kafka.HeaderReceivedAt))
+// lineageParser reads records' lineage; a batch's records mostly share
+// their received-at header (one ingress request, or close in time), so the
+// last one parsed is kept rather than parsed again.
+type lineageParser struct {
+	raw []byte
+	at  time.Time
+}
+
+func (lp *lineageParser) lineage(r *kgo.Record) events.Lineage {
+	lin := events.Lineage{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	// One pass over the headers; the first of a key counts, as in
+	// kafka.Header.
+	var received []byte
+	var seen [4]bool
+	for _, h := range r.Headers {
+		var i int
+		switch h.Key {
+		case kafka.HeaderReceivedAt:
+			i = 0
+		case kafka.HeaderKind:
+			i = 1
+		case kafka.HeaderRequestID:
+			i = 2
+		case kafka.HeaderReplaySalt:
+			i = 3
+		default:
+			continue
+		}
+		if seen[i] {
+			continue
+		}
+		seen[i] = true
+		switch i {
+		case 0:
+			received = h.Value
+		case 1:
+			lin.Kind = string(h.Value)
+		case 2:
+			lin.RequestID = string(h.Value)
+		case 3:
+			lin.Salt = string(h.Value)
+		}
+	}
+	if lp.raw == nil || !bytes.Equal(received, lp.raw) {
+		at, _ := time.Parse(time.RFC3339Nano, string(received))
+		lp.raw, lp.at = append(lp.raw[:0], received...), at
+	}
+	at := lp.at
 	if at.IsZero() {
 		at = r.Timestamp
 	}
-	return events.Lineage{
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-		Kind:      kafka.Header(r, kafka.HeaderKind),
-		RequestID: kafka.Header(r, kafka.HeaderRequestID),
-		// Millisecond precision is what the schema keeps.
-		ReceivedAt: at.UTC().Truncate(time.Millisecond),
-		Salt:       kafka.Header(r, kafka.HeaderReplaySalt),
-	}
+	// Millisecond precision is what the schema keeps.
+	lin.ReceivedAt = at.UTC().Truncate(time.Millisecond)
+	return lin
 }
 
 // eventRecord routes e (see EventRecord).
