@@ -121,9 +121,12 @@ func (e MandrillEvent) MessageID() string {
 
 // ParseMandrillEvent parses one event object.
 func ParseMandrillEvent(raw []byte) (MandrillEvent, error) {
-	var e MandrillEvent
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return MandrillEvent{}, malformed("mandrill event: %v", err)
+	e, ok := fastMandrillEvent(raw)
+	if !ok {
+		// Not the plain shape the fast path reads: encoding/json decides.
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return MandrillEvent{}, malformed("mandrill event: %v", err)
+		}
 	}
 	if e.Event == "" {
 		if e.Type != "" {
