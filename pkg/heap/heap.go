@@ -103,7 +103,19 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
-// Client posts to the Track API. The zero value uses http.DefaultClient.
+// defaultHTTP keeps a connection per concurrent sender alive: the emitter
+// sends one request per app at a time, all to one Heap host, and
+// http.DefaultTransport keeps two idle connections per host, so every
+// other request opened a new one (a TLS handshake to Heap; against a busy
+// stand-in, seconds waiting on a full accept backlog).
+var defaultHTTP = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 256
+	return &http.Client{Transport: t}
+}()
+
+// Client posts to the Track and add_user_properties APIs. The zero value
+// uses a shared client that keeps a connection per concurrent request alive.
 type Client struct {
 	HTTP *http.Client
 	// Timeout bounds each request; zero means no bound beyond ctx.
@@ -134,7 +146,7 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -200,7 +212,7 @@ func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, b
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
