@@ -61,12 +61,17 @@ func (e Event) PendingKey() []byte { return []byte(e.AppID + "\x00" + e.EmailKey
 // ID derives a deterministic event id from the parts that identify one
 // Mailchimp event: the same event gets the same id on every input path.
 func ID(parts ...string) string {
-	h := sha256.New()
+	// sha256 of the parts, each followed by 0x1f, hashed as one buffer: the
+	// mapper derives an id per event, and this keeps it to one allocation.
+	var stack [256]byte
+	b := stack[:0]
 	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0x1f})
+		b = append(append(b, p...), 0x1f)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // NormalizeEmail trims an address and lowercases it when lower is set.
@@ -81,6 +86,9 @@ func NormalizeEmail(email string, lower bool) string {
 // EmailKey is the case-insensitive key of an address: sha256 of the trimmed,
 // lowercased email. It is what logs and caches see instead of the address.
 func EmailKey(email string) string {
-	sum := sha256.Sum256([]byte(NormalizeEmail(email, true)))
-	return hex.EncodeToString(sum[:])
+	var stack [128]byte
+	sum := sha256.Sum256(append(stack[:0], NormalizeEmail(email, true)...))
+	var out [64]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }

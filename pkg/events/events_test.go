@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -361,5 +362,33 @@ func TestKeys(t *testing.T) {
 	y := events.Event{AppID: "app", Identity: "1x"}
 	if bytes.Equal(x.Key(), y.Key()) {
 		t.Errorf("keys collide: %q", x.Key())
+	}
+}
+
+// TestIDStable pins ids and email keys to their definition (sha256 of the
+// parts, each followed by 0x1f; of the normalized address): a change would
+// give every replayed event a new id, and Heap a second copy.
+func TestIDStable(t *testing.T) {
+	long := strings.Repeat("x", 300) // past ID's stack buffer
+	for _, parts := range [][]string{
+		{"app1", "mandrill", "m1", "open", "2026-10-02T15:02:11Z", "jordan.lee@example.com"},
+		{"app1", "bounce", "b3f0a9c1d2", "priya.raman@example.com", "replay-salt", "s"},
+		{"", long, "é"},
+		{},
+	} {
+		h := sha256.New()
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0x1f})
+		}
+		if got, want := events.ID(parts...), hex.EncodeToString(h.Sum(nil)[:16]); got != want {
+			t.Errorf("ID(%q) = %s, want %s", parts, got, want)
+		}
+	}
+	for _, email := range []string{" Jordan.Lee@Example.com ", "a@b", long + "@example.com", ""} {
+		sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(email))))
+		if got, want := events.EmailKey(email), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("EmailKey(%q) = %s, want %s", email, got, want)
+		}
 	}
 }

@@ -76,7 +76,8 @@ type builder struct {
 // event starts an event for email; id parts identify the Mailchimp event.
 func (b *builder) event(name, email string, at time.Time, idParts ...string) *events.Event {
 	lower := events.NormalizeEmail(email, true)
-	parts := append([]string{b.src.HeapAppID}, append(idParts, lower)...)
+	var stack [12]string // the id's parts, without a heap allocation
+	parts := append(append(append(stack[:0], b.src.HeapAppID), idParts...), lower)
 	if b.lin.Salt != "" {
 		// A replay with new keys: only then do ids change.
 		parts = append(parts, "replay-salt", b.lin.Salt)
@@ -85,7 +86,7 @@ func (b *builder) event(name, email string, at time.Time, idParts ...string) *ev
 		ID:       events.ID(parts...),
 		SourceID: b.src.ID,
 		AppID:    b.src.HeapAppID,
-		EmailKey: events.EmailKey(email),
+		EmailKey: events.EmailKey(lower), // the key of the normalized address is the key of the address
 		Name:     name,
 		Time:     at.UTC(),
 		Lineage:  b.lin,
