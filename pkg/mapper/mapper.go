@@ -138,6 +138,7 @@ func runSession(ctx context.Context, cfg Config) error {
 type loop struct {
 	cfg  Config
 	sess *kgo.GroupTransactSession
+	par  int // goroutines that map and encode a batch; 0: one per core
 }
 
 func (m *loop) run(ctx context.Context) error {
@@ -164,6 +165,10 @@ func (m *loop) run(ctx context.Context) error {
 			for _, r := range out {
 				m.sess.Produce(ctx, r, promise.Promise())
 			}
+			// The transaction is whole: send what would wait out the
+			// producer's linger (10 ms by default) now. Produce errors come
+			// through the promise; a cancelled ctx only stops the hurry.
+			_ = m.sess.Client().Flush(ctx)
 			err = promise.Err()
 		}
 		// End gets its own deadline, never the shutdown context: a cancelled
@@ -254,7 +259,10 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 
 // workers is how many goroutines map or encode n records: one per core,
 // but not for batches too small to be worth the hand-off.
-func workers(n int) int {
+func (m *loop) workers(n int) int {
+	if m.par > 0 {
+		return min(m.par, max(1, n))
+	}
 	return max(1, min(runtime.GOMAXPROCS(0), n/256))
 }
 
@@ -276,7 +284,7 @@ func chunks(n, w int, f func(part, lo, hi int)) {
 // returns the raw dead letters and the mapped records, both in input order:
 // the same output as mapping them one by one.
 func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
-	w := workers(len(recs))
+	w := m.workers(len(recs))
 	deads := make([][]*kgo.Record, w)
 	oks := make([][]mapped, w)
 	chunks(len(recs), w, func(part, lo, hi int) {
@@ -313,7 +321,7 @@ func (m *loop) encodeAll(batch []mapped) ([]*kgo.Record, error) {
 		at[i+1] = at[i] + len(mp.res.Events)
 	}
 	out := make([]*kgo.Record, at[len(batch)])
-	errs := make([]error, workers(len(batch)))
+	errs := make([]error, m.workers(len(batch)))
 	chunks(len(batch), len(errs), func(part, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			for j, e := range batch[i].res.Events {
