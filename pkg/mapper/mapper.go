@@ -206,7 +206,7 @@ func (m *loop) run(ctx context.Context) error {
 // mapped is one input record's outcome.
 type mapped struct {
 	rec    *kgo.Record
-	source config.Source
+	source *config.Source // shared by a chunk's records of one source: Source is large
 	res    mapping.Result
 }
 
@@ -291,15 +291,21 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 		var dead []*kgo.Record
 		ok := make([]mapped, 0, hi-lo) // mapped is large: grow it once
 		var lp lineageParser
+		srcs := map[string]*config.Source{}
 		for _, r := range recs[lo:hi] {
 			srcID := kafka.Header(r, kafka.HeaderSource)
-			src, found := m.cfg.Sources.Get(srcID)
+			src, found := srcs[srcID]
 			if !found {
-				dead = append(dead, m.rawDead(r, "unknown source "+srcID))
-				continue
+				s, known := m.cfg.Sources.Get(srcID)
+				if !known {
+					dead = append(dead, m.rawDead(r, "unknown source "+srcID))
+					continue
+				}
+				src = &s
+				srcs[srcID] = src
 			}
 			lin := lp.lineage(r)
-			res, err := mapping.Map(src, lin.Kind, r.Value, lin)
+			res, err := mapping.Map(*src, lin.Kind, r.Value, lin)
 			if err != nil {
 				dead = append(dead, m.rawDead(r, err.Error()))
 				continue
@@ -369,13 +375,11 @@ func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
 	if len(want) == 0 {
 		return nil
 	}
-	titles := make(map[string]map[string]string, len(want))
-	for src, ids := range want {
-		t, err := m.cfg.Campaigns.Titles(ctx, src, ids)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrDependency, err)
-		}
-		titles[src] = t
+	titles, err := lookupEach(want, func(src string, ids []string) (map[string]string, error) {
+		return m.cfg.Campaigns.Titles(ctx, src, ids)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDependency, err)
 	}
 	for i := range batch {
 		t, found := titles[batch[i].source.ID]
@@ -411,13 +415,11 @@ func (m *loop) resolveIdentities(ctx context.Context, batch []mapped) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	found := make(map[string]map[string]string, len(keys))
-	for app, ks := range keys {
-		f, err := m.cfg.Identities.Resolve(ctx, app, ks)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrDependency, err)
-		}
-		found[app] = f
+	found, err := lookupEach(keys, func(app string, ks []string) (map[string]string, error) {
+		return m.cfg.Identities.Resolve(ctx, app, ks)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDependency, err)
 	}
 	for i := range batch {
 		for j := range batch[i].res.Events {
@@ -428,6 +430,37 @@ func (m *loop) resolveIdentities(ctx context.Context, batch []mapped) error {
 		}
 	}
 	return nil
+}
+
+// lookupEach runs one lookup (a Redis pipeline) per group at once, rather
+// than one round trip after another, and returns the answers by group: the
+// first error, if any.
+func lookupEach(groups map[string][]string, lookup func(group string, keys []string) (map[string]string, error)) (map[string]map[string]string, error) {
+	type answer struct {
+		group string
+		found map[string]string
+		err   error
+	}
+	answers := make(chan answer, len(groups))
+	for g, ks := range groups {
+		go func() {
+			f, err := lookup(g, ks)
+			answers <- answer{g, f, err}
+		}()
+	}
+	out := make(map[string]map[string]string, len(groups))
+	var first error
+	for range groups {
+		a := <-answers
+		if a.err != nil && first == nil {
+			first = a.err
+		}
+		out[a.group] = a.found
+	}
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
 }
 
 // lineageParser reads records' lineage; a batch's records mostly share
@@ -502,11 +535,14 @@ func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) (*kgo.Reco
 		// The schema and the mapping disagree: a bug, not a bad record.
 		return nil, fmt.Errorf("mapper: %w", err)
 	}
-	hdrs := []kgo.RecordHeader{
-		{Key: kafka.HeaderSource, Value: []byte(e.SourceID)},
-		{Key: kafka.HeaderEventID, Value: []byte(e.ID)},
-		{Key: kafka.HeaderEventName, Value: []byte(e.Name)},
-	}
+	// The three header values in one allocation, room left for a reason.
+	vals := make([]byte, 0, len(e.SourceID)+len(e.ID)+len(e.Name))
+	vals = append(append(append(vals, e.SourceID...), e.ID...), e.Name...)
+	a, b := len(e.SourceID), len(e.SourceID)+len(e.ID)
+	hdrs := make([]kgo.RecordHeader, 3, 4)
+	hdrs[0] = kgo.RecordHeader{Key: kafka.HeaderSource, Value: vals[:a:a]}
+	hdrs[1] = kgo.RecordHeader{Key: kafka.HeaderEventID, Value: vals[a:b:b]}
+	hdrs[2] = kgo.RecordHeader{Key: kafka.HeaderEventName, Value: vals[b:]}
 	switch {
 	case e.Identity == "":
 		return &kgo.Record{Topic: t.Pending, Key: e.PendingKey(), Value: val, Headers: hdrs}, nil
