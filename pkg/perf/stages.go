@@ -146,7 +146,7 @@ func (r *runner) mapper(ctx context.Context) error {
 	r.rss["mapper"] = rss
 	r.mapperPrefix, r.mapperSources, r.mapperTopics = prefix, path, topics
 	r.add(Row{Stage: "mapper", Metric: "throughput", Unit: "events/s", Figure: rate, Floor: floor,
-		FloorIs: "bare GroupTransactSession copy loop (read_committed, 2000 records per transaction) of the same records on the same broker",
+		FloorIs: "bare GroupTransactSession copy loop (read_committed, 2000 records per transaction, flushed) of the same records on the same broker, median of 3 passes",
 		Target:  ">= 40% of floor", Met: met(rate >= 0.4*floor),
 		Note: fmt.Sprintf("%d raw records (3 Mandrill events : 1 audience webhook, 4 sources joining on a custom property: identities and campaign titles from Redis)", n)})
 	return nil
@@ -163,57 +163,87 @@ func (r *runner) runMapper(ctx context.Context, prefix, sources string, topics k
 	return rate, rss, err
 }
 
+// copyFloor is the median of three passes of a bare copy loop over the raw
+// records, each a new group and transactional id. The loop times itself (a
+// pass over in-process kfake takes a fraction of a second, too short for
+// the 25 ms progress polls the services are measured with).
 func (r *runner) copyFloor(ctx context.Context, raw, prefix string, n int64) (float64, error) {
 	out := prefix + "perf.copy"
 	if _, err := r.env.Admin.CreateTopic(ctx, Partitions, -1, nil, out); err != nil {
 		return 0, err
 	}
-	group := prefix + "copy"
-	sess, err := kgo.NewGroupTransactSession(append(kafka.ClientOpts(r.env.Brokers, zap.NewNop()),
-		kgo.ConsumerGroup(group), kgo.ConsumeTopics(raw), kgo.TransactionalID(prefix+"copy-floor"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.TransactionTimeout(60*time.Second), kgo.SessionTimeout(15*time.Second))...)
-	if err != nil {
-		return 0, err
+	var rates []float64
+	for pass := range 3 {
+		id := fmt.Sprintf("%scopy-%d", prefix, pass)
+		sess, err := kgo.NewGroupTransactSession(append(kafka.ClientOpts(r.env.Brokers, zap.NewNop()),
+			kgo.ConsumerGroup(id), kgo.ConsumeTopics(raw), kgo.TransactionalID(id),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.Balancers(kgo.CooperativeStickyBalancer()),
+			kgo.TransactionTimeout(60*time.Second), kgo.SessionTimeout(15*time.Second))...)
+		if err != nil {
+			return 0, err
+		}
+		loopCtx, cancel := context.WithTimeout(ctx, time.Duration(n/500)*time.Second+60*time.Second)
+		rate, err := copyLoop(loopCtx, sess, out, n)
+		cancel()
+		sess.Close()
+		if err != nil {
+			return 0, fmt.Errorf("pass %d: %w", pass+1, err)
+		}
+		fmt.Fprintf(r.out, "perf:   mapper floor pass %d: %s events/s\n", pass+1, num(rate))
+		rates = append(rates, rate)
 	}
-	defer sess.Close()
-	loopCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- copyLoop(loopCtx, sess, out) }()
-	rate, err := throughput(ctx, func() (int64, error) { return r.env.committed(ctx, group, raw) },
-		n, time.Duration(n/500)*time.Second+60*time.Second, nil)
-	stop()
-	if lerr := <-done; err == nil && lerr != nil {
-		err = lerr
-	}
-	return rate, err
+	slices.Sort(rates)
+	return rates[1], nil
 }
 
 // copyLoop is the mapper's loop with the work taken out: every record is
-// copied as it is, in the same transaction as its offset.
-func copyLoop(ctx context.Context, sess *kgo.GroupTransactSession, out string) error {
+// copied as it is, in the same transaction as its offset, flushed as the
+// mapper flushes. It returns the records/s committed after the first
+// transaction (as the services are measured) once total are committed.
+func copyLoop(ctx context.Context, sess *kgo.GroupTransactSession, out string, total int64) (float64, error) {
+	var t0 time.Time
+	var n, n0 int64
 	for {
 		fs := sess.PollRecords(ctx, 2000)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return nil
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("%d of %d copied: %w", n, total, err)
+		}
+		if fs.IsClientClosed() {
+			return 0, errors.New("client closed")
 		}
 		recs := fs.Records()
 		if len(recs) == 0 {
 			continue
 		}
 		if err := sess.Begin(); err != nil {
-			return err
+			return 0, err
 		}
 		promise := kgo.AbortingFirstErrPromise(sess.Client())
 		for _, rec := range recs {
 			sess.Produce(ctx, &kgo.Record{Topic: out, Key: rec.Key, Value: rec.Value, Headers: rec.Headers}, promise.Promise())
 		}
-		err := promise.Err()
+		err := sess.Client().Flush(ctx)
+		if perr := promise.Err(); perr != nil {
+			err = perr
+		}
 		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, endErr := sess.End(endCtx, kgo.TransactionEndTry(err == nil))
+		committed, endErr := sess.End(endCtx, kgo.TransactionEndTry(err == nil))
 		cancel()
 		if endErr != nil {
-			return endErr
+			return 0, endErr
+		}
+		if !committed {
+			continue
+		}
+		n += int64(len(recs))
+		if t0.IsZero() {
+			t0, n0 = time.Now(), n
+		}
+		if n >= total {
+			if n == n0 {
+				return 0, fmt.Errorf("all %d copied in one transaction: raise the record count", total)
+			}
+			return float64(n-n0) / time.Since(t0).Seconds(), nil
 		}
 	}
 }
