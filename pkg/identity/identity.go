@@ -21,13 +21,54 @@ func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
 
 func key(app, emailKey string) string { return "mh:identity:" + app + ":" + emailKey }
 
-// Resolve returns the identities known for emailKeys, in one pipeline. A
-// missing key is absent from the map; an error means Redis did not answer.
+// mgetChunk is how many keys one MGET asks for.
+const mgetChunk = 512
+
+// Resolve returns the identities known for emailKeys, in one pipeline of
+// MGETs (on a cluster client, of GETs: its keys span slots). A missing key
+// is absent from the map; an error means Redis did not answer.
 func (s *Store) Resolve(ctx context.Context, app string, emailKeys []string) (map[string]string, error) {
-	out := map[string]string{}
+	out := make(map[string]string, len(emailKeys))
 	if len(emailKeys) == 0 {
 		return out, nil
 	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		return s.resolveEach(ctx, app, emailKeys, out)
+	}
+	// One MGET a chunk rather than a GET a key: a batch's lookups were
+	// ~20% of the mapper's transform time, most of it per-command work in
+	// the client and the server. MGET answers nil for a missing key and for
+	// a key of another type, where GET answered nil or an error: absent
+	// either way.
+	cmds := make([]*redis.SliceCmd, 0, (len(emailKeys)+mgetChunk-1)/mgetChunk)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		keys := make([]string, len(emailKeys))
+		for i, k := range emailKeys {
+			keys[i] = key(app, k)
+		}
+		for lo := 0; lo < len(keys); lo += mgetChunk {
+			cmds = append(cmds, p.MGet(ctx, keys[lo:min(lo+mgetChunk, len(keys))]...))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("identity: resolve: %w", err)
+	}
+	for c, cmd := range cmds {
+		vals, err := cmd.Result()
+		if err != nil {
+			return nil, fmt.Errorf("identity: resolve: %w", err)
+		}
+		for i, v := range vals {
+			if s, ok := v.(string); ok {
+				out[emailKeys[c*mgetChunk+i]] = s
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) resolveEach(ctx context.Context, app string, emailKeys []string, out map[string]string) (map[string]string, error) {
 	cmds := make([]*redis.StringCmd, len(emailKeys))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range emailKeys {

@@ -223,7 +223,13 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 		}
 	}
 	out, ok := m.mapAll(recs)
+	// Identities and campaign titles are independent lookups (they set
+	// different fields of the events): the identity pipelines run while the
+	// campaign metadata is stored and titles are looked up.
+	identErr := make(chan error, 1)
+	go func() { identErr <- m.resolveIdentities(ctx, ok) }()
 	if err := m.resolveCampaigns(ctx, ok); err != nil {
+		<-identErr
 		return nil, err
 	}
 	for _, mp := range ok {
@@ -232,6 +238,7 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 			// compacted topic in the same transaction.
 			r, err := campaigns.Record(m.cfg.Topics.Campaigns, mp.source.ID, *c)
 			if err != nil {
+				<-identErr
 				return nil, fmt.Errorf("mapper: %w", err)
 			}
 			out = append(out, r)
@@ -247,7 +254,7 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 			out = append(out, r)
 		}
 	}
-	if err := m.resolveIdentities(ctx, ok); err != nil {
+	if err := <-identErr; err != nil {
 		return nil, err
 	}
 	recsOut, err := m.encodeAll(ok)
@@ -357,7 +364,10 @@ func (m *loop) resolveCampaigns(ctx context.Context, batch []mapped) error {
 		if c := mp.res.Campaign; c != nil {
 			metas[mp.source.ID] = append(metas[mp.source.ID], *c)
 		}
-		for _, e := range mp.res.Events {
+		for j := range mp.res.Events {
+			// By pointer, not a copy of the whole event: resolveIdentities
+			// sets Identity meanwhile.
+			e := &mp.res.Events[j]
 			if e.CampaignTitle == "" && e.CampaignID != "" {
 				k := [2]string{mp.source.ID, e.CampaignID}
 				if _, dup := seen[k]; !dup {
@@ -402,7 +412,10 @@ func (m *loop) resolveIdentities(ctx context.Context, batch []mapped) error {
 	keys := map[string][]string{}
 	seen := map[[2]string]struct{}{} // app, email key
 	for _, mp := range batch {
-		for _, e := range mp.res.Events {
+		for j := range mp.res.Events {
+			// By pointer, not a copy of the whole event: resolveCampaigns
+			// sets CampaignTitle meanwhile.
+			e := &mp.res.Events[j]
 			if e.Identity == "" {
 				k := [2]string{e.AppID, e.EmailKey}
 				if _, dup := seen[k]; !dup {
