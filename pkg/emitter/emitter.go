@@ -106,7 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.PacePeriod = time.Minute
 	}
 	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
-		sources: map[string]*config.Source{}}
+		sources: map[string]*config.Source{}, headerKeys: map[string]string{}}
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -138,14 +138,21 @@ type tp struct {
 
 type batchKey struct{ url, app string }
 
-// entry is one polled record; done once Heap accepted it or it was dead-lettered.
+// entry is one polled record; done once Heap accepted it or it was
+// dead-lettered. A queued entry holds a compact copy of its record, not the
+// polled one: that would keep its whole fetched batch (every app's records)
+// in memory while this one event waits. A done entry keeps only its offset,
+// for the commit.
 type entry struct {
-	rec  *kgo.Record
-	done bool
+	rec    *kgo.Record // nil once done
+	offset int64
+	epoch  int32
+	done   bool
 }
 
 // partition tracks the polled, not yet committable records of one partition.
 type partition struct {
+	key     tp
 	entries []*entry // offset order
 	apps    map[batchKey]int
 	gone    bool // revoked: its queued items are abandoned
@@ -186,7 +193,9 @@ type loop struct {
 	idents map[batchKey]*pacing.Identities
 	// sources by id, one copy each (a Source is large; items point here).
 	sources map[string]*config.Source
-	wg      sync.WaitGroup
+	// header names, one copy each: a polled record's may point into its batch.
+	headerKeys map[string]string
+	wg         sync.WaitGroup
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -253,10 +262,10 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		key := tp{r.Topic, r.Partition}
 		p := l.parts[key]
 		if p == nil {
-			p = &partition{apps: map[batchKey]int{}}
+			p = &partition{key: key, apps: map[batchKey]int{}}
 			l.parts[key] = p
 		}
-		e := &entry{rec: r}
+		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
 		ev, err := l.cfg.Codec.Decode(r.Value)
 		if err != nil {
@@ -276,6 +285,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
+		e.rec = l.compact(r)
 		q.items = append(q.items, &item{e: e, p: p, src: src, identity: ev.Identity})
 		p.apps[k]++
 		select {
@@ -384,7 +394,8 @@ func (l *loop) markPrefix(p *partition) {
 	if i == 0 {
 		return
 	}
-	l.cl.MarkCommitRecords(p.entries[i-1].rec)
+	last := p.entries[i-1]
+	l.cl.MarkCommitRecords(&kgo.Record{Topic: p.key.topic, Partition: p.key.part, Offset: last.offset, LeaderEpoch: last.epoch})
 	// Clear what the slice no longer shows: the array would keep the done
 	// records (and their fetched batches) until it is next grown.
 	clear(p.entries[:i])
@@ -430,8 +441,42 @@ func (l *loop) finish(es []*entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range es {
-		e.done = true
+		e.done, e.rec = true, nil
 	}
+}
+
+// compact copies what a queued record needs (its key, value and headers,
+// for the request and a dead letter) into one allocation. Caller holds mu.
+func (l *loop) compact(r *kgo.Record) *kgo.Record {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	cp := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		i := len(buf)
+		buf = append(buf, b...)
+		return buf[i:len(buf):len(buf)]
+	}
+	c := &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
+		Timestamp: r.Timestamp, Key: cp(r.Key), Value: cp(r.Value)}
+	if len(r.Headers) > 0 {
+		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		for i, h := range r.Headers {
+			k, ok := l.headerKeys[h.Key]
+			if !ok && len(l.headerKeys) < 64 {
+				k = strings.Clone(h.Key)
+				l.headerKeys[k] = k
+			} else if !ok {
+				k = strings.Clone(h.Key)
+			}
+			c.Headers[i] = kgo.RecordHeader{Key: k, Value: cp(h.Value)}
+		}
+	}
+	return c
 }
 
 // work sends one app's queue, one request at a time, until ctx ends.
