@@ -267,17 +267,18 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		}
 		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
-		ev, err := l.cfg.Codec.Decode(r.Value)
+		// The rest is decoded when its request is built (prepare).
+		sourceID, appID, identity, err := l.cfg.Codec.Route(r.Value)
 		if err != nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
 		}
-		src := l.source(ev.SourceID)
+		src := l.source(sourceID)
 		if src == nil {
-			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID)), append(deadEntries, e)
+			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+sourceID)), append(deadEntries, e)
 			continue
 		}
-		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: ev.AppID}
+		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: appID}
 		q := l.queues[k]
 		if q == nil {
 			q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
@@ -286,7 +287,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			go l.work(ctx, q)
 		}
 		e.rec = l.compact(r)
-		q.items = append(q.items, &item{e: e, p: p, src: src, identity: ev.Identity})
+		q.items = append(q.items, &item{e: e, p: p, src: src, identity: identity})
 		p.apps[k]++
 		select {
 		case q.wake <- struct{}{}:
@@ -479,9 +480,28 @@ func (l *loop) compact(r *kgo.Record) *kgo.Record {
 	return c
 }
 
-// work sends one app's queue, one request at a time, until ctx ends.
+// work sends one app's queue until ctx ends, one request at a time: it
+// prepares the next request (decoding, ledger lookup) while a sender paces
+// and sends the previous one, so Heap waits on neither.
 func (l *loop) work(ctx context.Context, q *queue) {
 	defer l.wg.Done()
+	ready := make(chan []*item) // unbuffered: one batch prepared, one sent
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for batch := range ready {
+			if !l.deliver(ctx, q.key, batch) {
+				return // ctx ended: undelivered events stay uncommitted
+			}
+			l.mu.Lock()
+			q.inflight -= len(batch)
+			l.mu.Unlock()
+		}
+	}()
+	defer func() {
+		close(ready)
+		<-sent
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -493,12 +513,24 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			if len(batch) == 0 {
 				break
 			}
-			ok := l.deliver(ctx, q.key, batch)
-			l.mu.Lock()
-			q.inflight = 0
-			l.mu.Unlock()
+			taken := len(batch)
+			batch, ok := l.prepare(ctx, q.key, batch)
 			if !ok {
-				return // ctx ended: undelivered events stay uncommitted
+				return
+			}
+			if len(batch) == 0 {
+				l.mu.Lock()
+				q.inflight -= taken
+				l.mu.Unlock()
+				continue
+			}
+			l.mu.Lock()
+			q.inflight -= taken - len(batch)
+			l.mu.Unlock()
+			select {
+			case ready <- batch:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
@@ -538,7 +570,7 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 	}
 	clear(q.items[len(rest):])
 	q.items = rest
-	q.inflight = len(batch)
+	q.inflight += len(batch)
 	return batch
 }
 
@@ -601,40 +633,42 @@ func (l *loop) decode(batch []*item) ([]*item, []deadItem) {
 	return batch, dead
 }
 
-// deliver takes one batch to Heap or the dead-letter topic. It returns false
-// only when ctx ended first.
-func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
+// prepare decodes a taken batch, dead-letters what no longer decodes and
+// finishes what the ledger says Heap already has. It returns the rest, or
+// false when ctx ended first.
+func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item) ([]*item, bool) {
 	batch, bad := l.decode(batch)
 	if len(bad) > 0 && !l.deadLettered(ctx, k, bad) {
-		return false
+		return nil, false
 	}
-	if len(batch) == 0 {
-		return true
+	if len(batch) == 0 || l.cfg.Ledger == nil {
+		return batch, true
 	}
-	src := batch[0].src
-	if l.cfg.Ledger != nil {
-		var seen map[string]bool
-		ids := make([]string, len(batch))
-		for i, it := range batch {
-			ids[i] = it.ev.IdempotencyKey
-		}
-		if !l.retry(ctx, "ledger lookup", func() (err error) { seen, err = l.cfg.Ledger.Delivered(ctx, k.app, ids); return err }) {
-			return false
-		}
-		var skipped []*entry
-		batch = slices.DeleteFunc(batch, func(it *item) bool {
-			if seen[it.ev.IdempotencyKey] {
-				l.cfg.Metrics.Inc(metrics.EmitterEvents, k.app, it.ev.Event, "already_delivered")
-				skipped = append(skipped, it.e)
-				return true
-			}
-			return false
-		})
-		l.finish(skipped)
-		if len(batch) == 0 {
+	var seen map[string]bool
+	ids := make([]string, len(batch))
+	for i, it := range batch {
+		ids[i] = it.ev.IdempotencyKey
+	}
+	if !l.retry(ctx, "ledger lookup", func() (err error) { seen, err = l.cfg.Ledger.Delivered(ctx, k.app, ids); return err }) {
+		return nil, false
+	}
+	var skipped []*entry
+	batch = slices.DeleteFunc(batch, func(it *item) bool {
+		if seen[it.ev.IdempotencyKey] {
+			l.cfg.Metrics.Inc(metrics.EmitterEvents, k.app, it.ev.Event, "already_delivered")
+			skipped = append(skipped, it.e)
 			return true
 		}
-	}
+		return false
+	})
+	l.finish(skipped)
+	return batch, true
+}
+
+// deliver takes a prepared batch to Heap or the dead-letter topic. It
+// returns false only when ctx ended first.
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
+	src := batch[0].src
 	if !l.pace(ctx, k, src, batch) {
 		return false
 	}

@@ -120,6 +120,19 @@ func (r *reader) str() string {
 	return s
 }
 
+// skip passes over a string without copying it.
+func (r *reader) skip() {
+	n := r.long()
+	if r.err != nil {
+		return
+	}
+	if n < 0 || n > int64(len(r.b)) {
+		r.err = errShort
+		return
+	}
+	r.b = r.b[n:]
+}
+
 func (r *reader) optional() string {
 	switch r.long() {
 	case 0:

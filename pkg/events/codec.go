@@ -60,6 +60,21 @@ func (c *Codec) Decode(b []byte) (Event, error) {
 	return e, nil
 }
 
+// Route reads only what routing an encoded event needs: its source, Heap
+// app and identity. Decode reads the rest, and may still fail on it.
+func (c *Codec) Route(b []byte) (sourceID, appID, identity string, err error) {
+	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
+		return "", "", "", fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+	}
+	r := &reader{b: b[len(c.header):]}
+	r.skip() // event_id
+	sourceID, appID, identity = r.str(), r.str(), r.str()
+	if r.err != nil {
+		return "", "", "", fmt.Errorf("events: decode: %w", r.err)
+	}
+	return sourceID, appID, identity, nil
+}
+
 func optional(s string) any {
 	if s == "" {
 		return nil

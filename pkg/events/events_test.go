@@ -239,6 +239,28 @@ func TestCodecDecodeGarbage(t *testing.T) {
 	}
 }
 
+func TestCodecRoute(t *testing.T) {
+	c := newCodec(t)
+	pending := fullEvent()
+	pending.Identity = ""
+	for _, e := range []events.Event{fullEvent(), pending} {
+		b, err := c.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, app, identity, err := c.Route(b)
+		if err != nil || src != e.SourceID || app != e.AppID || identity != e.Identity {
+			t.Errorf("Route() = %q, %q, %q, %v; want %q, %q, %q", src, app, identity, err, e.SourceID, e.AppID, e.Identity)
+		}
+	}
+	good, _ := c.Encode(fullEvent())
+	for _, b := range [][]byte{nil, good[:10], good[:12], []byte(`{"event_id":"x"}`)} {
+		if _, _, _, err := c.Route(b); err == nil {
+			t.Errorf("Route() of %d bytes: want error", len(b))
+		}
+	}
+}
+
 func TestCodecConcurrentUse(t *testing.T) {
 	c := newCodec(t)
 	var wg sync.WaitGroup

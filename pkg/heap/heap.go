@@ -130,7 +130,7 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	if len(evs) > MaxBatch {
 		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, len(evs), MaxBatch, ErrRejected)
 	}
-	body, err := json.Marshal(TrackRequest{AppID: appID, Events: evs})
+	body, err := appendTrackRequest(make([]byte, 0, trackRequestSize(appID, evs)), appID, evs)
 	if err != nil {
 		return fmt.Errorf("heap track app %s: %w: %w", appID, ErrRejected, err)
 	}
