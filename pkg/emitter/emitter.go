@@ -896,7 +896,8 @@ func HeapEvent(e events.Event) heap.Event {
 	set("Campaign Title", e.CampaignTitle)
 	set("List ID", e.ListID)
 	set("IP", e.IP)
-	set("Time", heap.Timestamp(e.Time))
+	ts := heap.Timestamp(e.Time)
+	set("Time", ts)
 	set("URL", e.URL)
 	set("Bounce Type", e.BounceType)
 	set("Subject", e.Subject)
@@ -904,7 +905,7 @@ func HeapEvent(e events.Event) heap.Event {
 	return heap.Event{
 		Identity:       e.Identity,
 		Event:          e.Name,
-		Timestamp:      heap.Timestamp(e.Time),
+		Timestamp:      ts,
 		Properties:     props,
 		IdempotencyKey: e.ID,
 	}

@@ -79,9 +79,12 @@ func sizeHint(e Event) int {
 	return n
 }
 
+// reader decodes b. With whole set (string(b) at the start), its strings
+// are substrings of whole: one allocation per event, not one per field.
 type reader struct {
-	b   []byte
-	err error
+	b     []byte
+	whole string
+	err   error
 }
 
 func (r *reader) long() int64 {
@@ -115,7 +118,13 @@ func (r *reader) str() string {
 		r.err = errShort
 		return ""
 	}
-	s := string(r.b[:n])
+	var s string
+	if r.whole != "" {
+		off := len(r.whole) - len(r.b)
+		s = r.whole[off : off+int(n)]
+	} else {
+		s = string(r.b[:n])
+	}
 	r.b = r.b[n:]
 	return s
 }
@@ -148,7 +157,7 @@ func (r *reader) optional() string {
 // readBinary decodes an encoding appendBinary wrote, or any writer's
 // (array blocks may carry negative counts followed by a byte size).
 func readBinary(b []byte) (Event, []byte, error) {
-	r := &reader{b: b}
+	r := &reader{b: b, whole: string(b)}
 	e := Event{ID: r.str(), SourceID: r.str(), AppID: r.str(), Identity: r.str(), EmailKey: r.str(), Name: r.str()}
 	e.Time = fromMillis(r.long())
 	e.CampaignID, e.CampaignTitle, e.ListID = r.optional(), r.optional(), r.optional()

@@ -45,12 +45,43 @@ type TrackRequest struct {
 }
 
 // Timestamp formats t as Heap's ISO 8601 timestamp.
-func Timestamp(t time.Time) string { return t.UTC().Format(TimestampLayout) }
+// It writes the digits itself for years 0-9999: Format was 4% of the
+// emitter's CPU.
+func Timestamp(t time.Time) string {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Format(TimestampLayout)
+	}
+	hour, minute, sec := t.Clock()
+	var b [24]byte
+	put := func(i, v, width int) {
+		for j := i + width - 1; j >= i; j-- {
+			b[j] = byte('0' + v%10)
+			v /= 10
+		}
+	}
+	put(0, year, 4)
+	b[4] = '-'
+	put(5, int(month), 2)
+	b[7] = '-'
+	put(8, day, 2)
+	b[10] = 'T'
+	put(11, hour, 2)
+	b[13] = ':'
+	put(14, minute, 2)
+	b[16] = ':'
+	put(17, sec, 2)
+	b[19] = '.'
+	put(20, t.Nanosecond()/1e6, 3)
+	b[23] = 'Z'
+	return string(b[:])
+}
 
 // Truncate cuts s to the longest prefix under Heap's 1024-character limit,
 // on a rune boundary: Heap rejects long values, the pipeline never does.
 func Truncate(s string) string {
-	if utf8.RuneCountInString(s) <= MaxValueLen {
+	if len(s) <= MaxValueLen || utf8.RuneCountInString(s) <= MaxValueLen {
 		return s
 	}
 	n := 0

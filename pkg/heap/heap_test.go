@@ -70,6 +70,8 @@ func TestTimestamp(t *testing.T) {
 		{"sub-millisecond truncated", time.Date(2024, 3, 5, 7, 8, 9, 999_999_999, time.UTC), "2024-03-05T07:08:09.999Z"},
 		{"offset zone converted to UTC", time.Date(2024, 3, 5, 1, 0, 0, 5_000_000, time.FixedZone("x", 2*3600)), "2024-03-04T23:00:00.005Z"},
 		{"negative offset across new year", time.Date(2023, 12, 31, 23, 30, 0, 0, time.FixedZone("y", -5*3600)), "2024-01-01T04:30:00.000Z"},
+		{"year 1", time.Date(1, 1, 1, 0, 0, 0, 1_000_000, time.UTC), "0001-01-01T00:00:00.001Z"},
+		{"year 9999", time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC), "9999-12-31T23:59:59.999Z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +88,17 @@ func TestTimestamp(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzTimestamp(f *testing.F) {
+	f.Add(int64(1759413999999), int64(0))
+	f.Add(int64(-62135596800000), int64(3600))
+	f.Fuzz(func(t *testing.T, ms, offset int64) {
+		in := time.UnixMilli(ms).Add(time.Duration(ms%1000) * time.Microsecond).In(time.FixedZone("z", int(offset%86400)))
+		if got, want := Timestamp(in), in.UTC().Format(TimestampLayout); got != want {
+			t.Fatalf("Timestamp(%v) = %q, want %q", in, got, want)
+		}
+	})
 }
 
 func TestParseRetryAfter(t *testing.T) {
