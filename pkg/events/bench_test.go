@@ -47,7 +47,7 @@ func BenchmarkDecode(b *testing.B) {
 	e := events.Event{ID: "0123456789abcdef0123456789abcdef", SourceID: "acme", AppID: "app", Identity: "jordan.lee@example.com",
 		EmailKey: "k", Name: events.NameClick, Time: time.Unix(1759413940, 0), CampaignID: "b3f0a9c1d2",
 		CampaignTitle: "October product update", ListID: "7c1e5d2a90", IP: "192.0.2.44", URL: "https://shop.example/october",
-		Tags: []string{"a", "b"},
+		Tags:    []string{"a", "b"},
 		Lineage: events.Lineage{Topic: "mailchimp.raw", Partition: 1, Offset: 42, Kind: "email-activity", ReceivedAt: time.Unix(1759413941, 0)}}
 	js, err := json.Marshal(e)
 	if err != nil {
