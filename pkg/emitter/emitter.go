@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
@@ -49,8 +50,8 @@ type Stats struct {
 
 // Ledger remembers which events Heap already accepted.
 type Ledger interface {
-	Delivered(ctx context.Context, app string, ids []string) (map[string]bool, error)
-	Record(ctx context.Context, app string, ids []string) error
+	Delivered(ctx context.Context, app string, keys []ledger.Key) (map[string]bool, error)
+	Record(ctx context.Context, app string, keys []ledger.Key) error
 }
 
 // Config is what the emitter needs.
@@ -480,27 +481,37 @@ func (l *loop) compact(r *kgo.Record) *kgo.Record {
 	return c
 }
 
-// work sends one app's queue until ctx ends, one request at a time: it
-// prepares the next request (decoding, ledger lookup) while a sender paces
-// and sends the previous one, so Heap waits on neither.
+// work sends one app's queue until ctx ends, one request at a time, in
+// three stages: it prepares the next request (decoding, ledger lookup)
+// while a sender paces and sends one and a recorder notes the last one
+// sent (ledger, counts) and marks it done. Heap waits on neither Redis nor
+// the preparation.
 func (l *loop) work(ctx context.Context, q *queue) {
 	defer l.wg.Done()
 	ready := make(chan []*item) // unbuffered: one batch prepared, one sent
-	sent := make(chan struct{})
-	go func() {
+	sent := make(chan sentBatch)
+	var stages sync.WaitGroup
+	stages.Go(func() {
 		defer close(sent)
 		for batch := range ready {
-			if !l.deliver(ctx, q.key, batch) {
+			s, ok := l.deliver(ctx, q.key, batch)
+			if !ok {
 				return // ctx ended: undelivered events stay uncommitted
 			}
+			sent <- s
+		}
+	})
+	stages.Go(func() {
+		for s := range sent {
+			l.record(ctx, q.key, s)
 			l.mu.Lock()
-			q.inflight -= len(batch)
+			q.inflight -= s.n
 			l.mu.Unlock()
 		}
-	}()
+	})
 	defer func() {
 		close(ready)
-		<-sent
+		stages.Wait()
 	}()
 	for {
 		select {
@@ -645,11 +656,8 @@ func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item) ([]*item,
 		return batch, true
 	}
 	var seen map[string]bool
-	ids := make([]string, len(batch))
-	for i, it := range batch {
-		ids[i] = it.ev.IdempotencyKey
-	}
-	if !l.retry(ctx, "ledger lookup", func() (err error) { seen, err = l.cfg.Ledger.Delivered(ctx, k.app, ids); return err }) {
+	keys := ledgerKeys(batch)
+	if !l.retry(ctx, "ledger lookup", func() (err error) { seen, err = l.cfg.Ledger.Delivered(ctx, k.app, keys); return err }) {
 		return nil, false
 	}
 	var skipped []*entry
@@ -665,34 +673,47 @@ func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item) ([]*item,
 	return batch, true
 }
 
-// deliver takes a prepared batch to Heap or the dead-letter topic. It
-// returns false only when ctx ended first.
-func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) bool {
-	src := batch[0].src
-	if !l.pace(ctx, k, src, batch) {
-		return false
+// sentBatch is what Heap took of a batch of n events, and what it refused.
+type sentBatch struct {
+	n         int
+	delivered []*item
+	dead      []deadItem
+	at        time.Time
+}
+
+// deliver paces a prepared batch and sends it to Heap. It returns false
+// only when ctx ended first.
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) (sentBatch, bool) {
+	if !l.pace(ctx, k, batch[0].src, batch) {
+		return sentBatch{}, false
 	}
 	delivered, dead, err := l.send(ctx, k, batch)
 	if err != nil {
-		return false
+		return sentBatch{}, false
 	}
-	if l.cfg.Ledger != nil && len(delivered) > 0 {
-		ids := make([]string, len(delivered))
-		for i, it := range delivered {
-			ids[i] = it.ev.IdempotencyKey
-		}
+	return sentBatch{n: len(batch), delivered: delivered, dead: dead, at: time.Now()}, true
+}
+
+// record notes a sent batch in the ledger and the counts, marks its
+// delivered events done and dead-letters what Heap refused.
+func (l *loop) record(ctx context.Context, k batchKey, s sentBatch) {
+	// Heap has these events: note them even while shutting down.
+	noteCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if l.cfg.Ledger != nil && len(s.delivered) > 0 {
 		// Best effort: Heap's idempotency key still guards a resend.
-		if err := l.cfg.Ledger.Record(ctx, k.app, ids); err != nil {
+		if err := l.cfg.Ledger.Record(noteCtx, k.app, ledgerKeys(s.delivered)); err != nil {
 			l.cfg.Log.Warn("ledger record failed", zap.String("app", k.app), zap.Error(err))
 		}
 	}
-	now := time.Now()
-	for _, it := range delivered {
-		l.cfg.Metrics.Delivered(k.app, it.ev.Event, it.at, it.received, now)
+	for _, it := range s.delivered {
+		l.cfg.Metrics.Delivered(k.app, it.ev.Event, it.at, it.received, s.at)
 	}
-	l.recordDelivered(ctx, delivered, now)
-	l.finish(entries(delivered))
-	return len(dead) == 0 || l.deadLettered(ctx, k, dead)
+	l.recordDelivered(noteCtx, s.delivered, s.at)
+	l.finish(entries(s.delivered))
+	if len(s.dead) > 0 {
+		l.deadLettered(ctx, k, s.dead) // false: ctx ended, they stay uncommitted
+	}
 }
 
 // deadLettered writes dead letters and marks them done. It returns false
@@ -749,6 +770,14 @@ func (l *loop) recordRejected(ctx context.Context, dead []deadItem) {
 			l.cfg.Log.Warn("status: record dead letters failed", zap.String("source", src), zap.Error(err))
 		}
 	}
+}
+
+func ledgerKeys(items []*item) []ledger.Key {
+	keys := make([]ledger.Key, len(items))
+	for i, it := range items {
+		keys[i] = ledger.Key{ID: it.ev.IdempotencyKey, Time: it.at}
+	}
+	return keys
 }
 
 func entries(items []*item) []*entry {
