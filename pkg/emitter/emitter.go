@@ -507,6 +507,10 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			l.mu.Lock()
 			q.inflight -= s.n
 			l.mu.Unlock()
+			select {
+			case q.wake <- struct{}{}:
+			default:
+			}
 		}
 	})
 	defer func() {
@@ -520,6 +524,14 @@ func (l *loop) work(ctx context.Context, q *queue) {
 		case <-q.wake:
 		}
 		for {
+			l.mu.Lock()
+			n, limit, busy := len(q.items), l.batchLimit(q), q.inflight > 0
+			l.mu.Unlock()
+			if n == 0 || n < limit && busy {
+				// A short batch waits for the one in flight (the recorder
+				// wakes us): under backlog every request goes out full.
+				break
+			}
 			batch := l.take(ctx, q)
 			if len(batch) == 0 {
 				break
