@@ -19,35 +19,34 @@ type fastParser struct {
 	ok bool
 }
 
+var (
+	mandrillEventFields = []string{"event", "type", "ts", "_id", "ip", "url", "msg"}
+	mandrillMsgFields   = []string{"_id", "ts", "email", "subject", "sender", "tags", "state"}
+)
+
 func fastMandrillEvent(raw []byte) (MandrillEvent, bool) {
 	p := fastParser{b: raw, s: string(raw), ok: true}
 	var e MandrillEvent
-	var seen uint8
-	p.object(func(key string) bool {
-		var bit uint8
+	p.fields(mandrillEventFields, func(key string) (i int) {
 		switch key {
 		case "event":
-			bit, e.Event = 1<<0, p.str()
+			i, e.Event = 0, p.str()
 		case "type":
-			bit, e.Type = 1<<1, p.str()
+			i, e.Type = 1, p.str()
 		case "ts":
-			bit, e.TS = 1<<2, p.int()
+			i, e.TS = 2, p.int()
 		case "_id":
-			bit, e.ID = 1<<3, p.str()
+			i, e.ID = 3, p.str()
 		case "ip":
-			bit, e.IP = 1<<4, p.str()
+			i, e.IP = 4, p.str()
 		case "url":
-			bit, e.URL = 1<<5, p.str()
+			i, e.URL = 5, p.str()
 		case "msg":
-			bit, e.Msg = 1<<6, p.msg()
+			i, e.Msg = 6, p.msg()
 		default:
-			return p.other(key, "event", "type", "ts", "_id", "ip", "url", "msg")
+			i = -1
 		}
-		if seen&bit != 0 {
-			p.ok = false // a duplicate: encoding/json merges, let it
-		}
-		seen |= bit
-		return p.ok
+		return i
 	})
 	p.ws()
 	if !p.ok || p.i != len(p.b) {
@@ -58,47 +57,54 @@ func fastMandrillEvent(raw []byte) (MandrillEvent, bool) {
 
 func (p *fastParser) msg() MandrillMsg {
 	var m MandrillMsg
-	var seen uint8
-	p.object(func(key string) bool {
-		var bit uint8
+	p.fields(mandrillMsgFields, func(key string) (i int) {
 		switch key {
 		case "_id":
-			bit, m.ID = 1<<0, p.str()
+			i, m.ID = 0, p.str()
 		case "ts":
-			bit, m.TS = 1<<1, p.int()
+			i, m.TS = 1, p.int()
 		case "email":
-			bit, m.Email = 1<<2, p.str()
+			i, m.Email = 2, p.str()
 		case "subject":
-			bit, m.Subject = 1<<3, p.str()
+			i, m.Subject = 3, p.str()
 		case "sender":
-			bit, m.Sender = 1<<4, p.str()
+			i, m.Sender = 4, p.str()
 		case "tags":
-			bit, m.Tags = 1<<5, p.strs()
+			i, m.Tags = 5, p.strs()
 		case "state":
-			bit, m.State = 1<<6, p.str()
+			i, m.State = 6, p.str()
 		default:
-			return p.other(key, "_id", "ts", "email", "subject", "sender", "tags", "state")
+			i = -1
 		}
-		if seen&bit != 0 {
-			p.ok = false
-		}
-		seen |= bit
-		return p.ok
+		return i
 	})
 	return m
 }
 
-// other skips the value of a key the struct does not have. A key equal to a
-// field's name but for case would fill that field in encoding/json: decline.
-func (p *fastParser) other(key string, fields ...string) bool {
-	for _, f := range fields {
-		if strings.EqualFold(key, f) {
-			p.ok = false
+// fields reads an object whose struct fields are names (at most 16). read
+// reads the value of a key it knows and returns its index in names, else
+// -1: the value is skipped. It declines a duplicate (encoding/json merges
+// it) and a key equal to a field's name but for case (encoding/json would
+// fill that field).
+func (p *fastParser) fields(names []string, read func(key string) int) {
+	var seen uint16
+	p.object(func(key string) bool {
+		i := read(key)
+		if i < 0 {
+			for _, f := range names {
+				if strings.EqualFold(key, f) {
+					return false
+				}
+			}
+			p.skip(0)
+			return p.ok
+		}
+		if seen&(1<<i) != 0 {
 			return false
 		}
-	}
-	p.skip(0)
-	return p.ok
+		seen |= 1 << i
+		return p.ok
+	})
 }
 
 func (p *fastParser) ws() {
