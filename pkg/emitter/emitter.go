@@ -160,7 +160,7 @@ type partition struct {
 }
 
 // item is one queued event. It keeps the record's Avro bytes, not the
-// decoded event: take decodes a request's events when it builds it, so a
+// decoded event: prepare decodes a request's events when it builds it, so a
 // backlog costs its records and no more.
 type item struct {
 	e        *entry
@@ -168,7 +168,7 @@ type item struct {
 	src      *config.Source
 	identity string
 
-	// Set by take for the request the item goes in.
+	// Set by prepare for the request the item goes in.
 	ev       heap.Event
 	at       time.Time // the Mailchimp event's time
 	received time.Time // ingress receipt
@@ -541,15 +541,12 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			if !ok {
 				return
 			}
+			l.mu.Lock()
+			q.inflight -= taken - len(batch) // dead-lettered or already delivered
+			l.mu.Unlock()
 			if len(batch) == 0 {
-				l.mu.Lock()
-				q.inflight -= taken
-				l.mu.Unlock()
 				continue
 			}
-			l.mu.Lock()
-			q.inflight -= taken - len(batch)
-			l.mu.Unlock()
 			select {
 			case ready <- batch:
 			case <-ctx.Done():

@@ -47,10 +47,11 @@ func (c *Codec) Encode(e Event) ([]byte, error) {
 
 // Decode parses a single-object encoded event.
 func (c *Codec) Decode(b []byte) (Event, error) {
-	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
-		return Event{}, fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+	body, err := c.body(b)
+	if err != nil {
+		return Event{}, err
 	}
-	e, rest, err := readBinary(b[len(c.header):])
+	e, rest, err := readBinary(body)
 	if err != nil {
 		return Event{}, fmt.Errorf("events: decode: %w", err)
 	}
@@ -60,13 +61,22 @@ func (c *Codec) Decode(b []byte) (Event, error) {
 	return e, nil
 }
 
+// body is b without its single-object header, which must be this schema's.
+func (c *Codec) body(b []byte) ([]byte, error) {
+	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
+		return nil, fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+	}
+	return b[len(c.header):], nil
+}
+
 // Route reads only what routing an encoded event needs: its source, Heap
 // app and identity. Decode reads the rest, and may still fail on it.
 func (c *Codec) Route(b []byte) (sourceID, appID, identity string, err error) {
-	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
-		return "", "", "", fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+	body, err := c.body(b)
+	if err != nil {
+		return "", "", "", err
 	}
-	r := &reader{b: b[len(c.header):]}
+	r := &reader{b: body}
 	r.skip() // event_id
 	sourceID, appID, identity = r.str(), r.str(), r.str()
 	if r.err != nil {

@@ -44,17 +44,29 @@ func setKey(app string, t time.Time) string {
 	return "mh:delivered:{" + app + "}:h" + strconv.FormatInt(h, 10)
 }
 
-// byHour groups keys' indexes by their set.
-func byHour(app string, keys []Key) (order []string, idx map[string][]int) {
-	idx = map[string][]int{}
+// hourSet is one set's share of a call's keys.
+type hourSet struct {
+	key string
+	idx []int // into the call's keys
+	ids []any // their ids, as members
+}
+
+// byHour groups keys by their set, in first-seen order.
+func byHour(app string, keys []Key) []*hourSet {
+	var sets []*hourSet
+	byKey := map[string]*hourSet{}
 	for i, k := range keys {
-		s := setKey(app, k.Time)
-		if _, ok := idx[s]; !ok {
-			order = append(order, s)
+		name := setKey(app, k.Time)
+		s := byKey[name]
+		if s == nil {
+			s = &hourSet{key: name}
+			byKey[name] = s
+			sets = append(sets, s)
 		}
-		idx[s] = append(idx[s], i)
+		s.idx = append(s.idx, i)
+		s.ids = append(s.ids, k.ID)
 	}
-	return order, idx
+	return sets
 }
 
 // Delivered returns which of keys' ids Heap already accepted, in one round trip.
@@ -63,25 +75,21 @@ func (s *Store) Delivered(ctx context.Context, app string, keys []Key) (map[stri
 	if len(keys) == 0 {
 		return out, nil
 	}
-	order, idx := byHour(app, keys)
-	cmds := make([]*redis.BoolSliceCmd, len(order))
+	sets := byHour(app, keys)
+	cmds := make([]*redis.BoolSliceCmd, len(sets))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, set := range order {
-			members := make([]any, len(idx[set]))
-			for j, ki := range idx[set] {
-				members[j] = keys[ki].ID
-			}
-			cmds[i] = p.SMIsMember(ctx, set, members...)
+		for i, set := range sets {
+			cmds[i] = p.SMIsMember(ctx, set.key, set.ids...)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	for i, set := range order {
+	for i, set := range sets {
 		for j, found := range cmds[i].Val() {
 			if found {
-				out[keys[idx[set][j]].ID] = true
+				out[keys[set.idx[j]].ID] = true
 			}
 		}
 	}
@@ -93,15 +101,10 @@ func (s *Store) Record(ctx context.Context, app string, keys []Key) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	order, idx := byHour(app, keys)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, set := range order {
-			members := make([]any, len(idx[set]))
-			for j, ki := range idx[set] {
-				members[j] = keys[ki].ID
-			}
-			p.SAdd(ctx, set, members...)
-			p.PExpire(ctx, set, s.ttl)
+		for _, set := range byHour(app, keys) {
+			p.SAdd(ctx, set.key, set.ids...)
+			p.PExpire(ctx, set.key, s.ttl)
 		}
 		return nil
 	})
