@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -299,7 +300,15 @@ func cmpOr(a, b int) int {
 func TestKustomizeLagAutoscaling(t *testing.T) {
 	objs := render(t, "deploy/k8s/overlays/example")
 	parts := layoutPartitions(t)
-	brokers := findGenerated(objs, "ConfigMap", "mailchimp-heap-env").str("data", "KAFKA_BROKERS")
+	env := findGenerated(objs, "ConfigMap", "mailchimp-heap-env")
+	brokers := env.str("data", "KAFKA_BROKERS")
+	// Group members per pod: a mapper runs MAPPER_SESSIONS of them.
+	members := map[string]int64{"mapper": 1, "emitter": 1}
+	if n, err := strconv.ParseInt(env.str("data", "MAPPER_SESSIONS"), 10, 64); err != nil || n < 1 {
+		t.Errorf("ConfigMap MAPPER_SESSIONS %q: want a number of at least 1", env.str("data", "MAPPER_SESSIONS"))
+	} else {
+		members["mapper"] = n
+	}
 	type trigger struct{ group, topic string }
 	want := map[string][]trigger{
 		"mapper":  {{"mapper", "mailchimp.raw"}, {"materializer", ""}},
@@ -336,8 +345,8 @@ func TestKustomizeLagAutoscaling(t *testing.T) {
 			if tp := tr.str("metadata", "topic"); tp != "" {
 				if p, ok := parts[tp]; !ok {
 					t.Errorf("%s: trigger topic %s is not in deploy/topics.yaml", target, tp)
-				} else if max < 1 || max > int64(p) {
-					t.Errorf("%s: maxReplicaCount %v exceeds %s's %d partitions", target, max, tp, p)
+				} else if max < 1 || max*members[target] > int64(p) {
+					t.Errorf("%s: maxReplicaCount %v of %d members each exceeds %s's %d partitions", target, max, members[target], tp, p)
 				}
 			}
 		}

@@ -31,7 +31,10 @@ type Env struct {
 	// SweepInterval: how often pending events are checked for an identity
 	// that arrived unseen and for expiry.
 	SweepInterval time.Duration `env:"PENDING_SWEEP_INTERVAL" envDefault:"30s"`
-	Demo          bool          `env:"DEMO"`
+	// MapperSessions: transactional sessions (consumer group members) in
+	// each mapper process; one maps while another waits on the broker.
+	MapperSessions int  `env:"MAPPER_SESSIONS" envDefault:"2"`
+	Demo           bool `env:"DEMO"`
 
 	// "Connect Mailchimp" (OAuth 2).
 	MailchimpClientID     string `env:"MAILCHIMP_CLIENT_ID"`
@@ -78,6 +81,9 @@ func (e Env) Validate() error {
 	var errs []error
 	if e.Partitions < 1 {
 		errs = append(errs, errors.New("TOPIC_PARTITIONS must be at least 1"))
+	}
+	if e.MapperSessions < 1 {
+		errs = append(errs, errors.New("MAPPER_SESSIONS must be at least 1"))
 	}
 	if e.ProduceTimeout <= 0 {
 		errs = append(errs, errors.New("PRODUCE_TIMEOUT must be positive"))

@@ -30,6 +30,7 @@ func defaultEnv() Env {
 		HeapTimeout:       30 * time.Second,
 		LedgerTTL:         24 * time.Hour,
 		SweepInterval:     30 * time.Second,
+		MapperSessions:    2,
 		MailchimpLoginURL: "https://login.mailchimp.com",
 	}
 }
@@ -91,6 +92,7 @@ func TestLoadEnv(t *testing.T) {
 			vars: map[string]string{"NOT_A_SETTING": "x", "PATH": "/bin"},
 			want: func(*Env) {},
 		},
+		{name: "zero mapper sessions", vars: map[string]string{"MAPPER_SESSIONS": "0"}, wantErr: "MAPPER_SESSIONS must be at least 1"},
 		{name: "zero partitions", vars: map[string]string{"TOPIC_PARTITIONS": "0"}, wantErr: "TOPIC_PARTITIONS must be at least 1"},
 		{name: "negative partitions", vars: map[string]string{"TOPIC_PARTITIONS": "-2"}, wantErr: "TOPIC_PARTITIONS must be at least 1"},
 		{name: "partitions not a number", vars: map[string]string{"TOPIC_PARTITIONS": "six"}, wantErr: "Partitions"},

@@ -159,12 +159,17 @@ func DeadLetter(r *kgo.Record, topic, reason string) *kgo.Record {
 
 // Header returns the value of the first header named key.
 func Header(r *kgo.Record, key string) string {
+	return string(HeaderBytes(r, key))
+}
+
+// HeaderBytes is Header without the copy: the record's own bytes, or nil.
+func HeaderBytes(r *kgo.Record, key string) []byte {
 	for _, h := range r.Headers {
 		if h.Key == key {
-			return string(h.Value)
+			return h.Value
 		}
 	}
-	return ""
+	return nil
 }
 
 // Ping checks that a broker answers.

@@ -89,7 +89,7 @@ func ParseListWebhook(body []byte) (ListWebhook, error) {
 		return ListWebhook{}, malformed("list webhook: missing fired_at")
 	}
 	var err error
-	w.FiredAt, err = time.ParseInLocation(FiredAtLayout, fired, time.UTC)
+	w.FiredAt, err = parseFiredAt(fired)
 	if err != nil {
 		return ListWebhook{}, malformed("list webhook: fired_at %q: %v", fired, err)
 	}
@@ -117,6 +117,40 @@ func ParseListWebhook(body []byte) (ListWebhook, error) {
 		}
 	}
 	return w, nil
+}
+
+// parseFiredAt is time.ParseInLocation(FiredAtLayout, s, time.UTC), with a
+// fast path for the plain form every webhook has (the general parser was a
+// seventh of the mapper's cost of an audience webhook).
+func parseFiredAt(s string) (time.Time, error) {
+	if len(s) == len(FiredAtLayout) && s[4] == '-' && s[7] == '-' && s[10] == ' ' && s[13] == ':' && s[16] == ':' {
+		y, ok1 := digits(s[0:4])
+		mo, ok2 := digits(s[5:7])
+		d, ok3 := digits(s[8:10])
+		h, ok4 := digits(s[11:13])
+		mi, ok5 := digits(s[14:16])
+		sec, ok6 := digits(s[17:19])
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && mo >= 1 && mo <= 12 && d >= 1 && h < 24 && mi < 60 && sec < 60 {
+			t := time.Date(y, time.Month(mo), d, h, mi, sec, 0, time.UTC)
+			if t.Day() == d { // no day past the month's end
+				return t, nil
+			}
+		}
+	}
+	return time.ParseInLocation(FiredAtLayout, s, time.UTC)
+}
+
+// digits reads s, ASCII digits only.
+func digits(s string) (int, bool) {
+	n := 0
+	for i := range len(s) {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // PartitionKey groups a webhook with what must stay in order with it: a

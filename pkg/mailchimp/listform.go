@@ -1,7 +1,7 @@
 package mailchimp
 
 import (
-	"net/url"
+	"bytes"
 	"os"
 	"strings"
 )
@@ -24,26 +24,45 @@ const maxFastParams = 256
 // many parameters, or a GODEBUG setting of the parameter limit): the caller
 // then parses it with url.ParseQuery, which reports the error as before.
 func scanListForm(body []byte) (f listForm, ok bool) {
-	q := string(body)
-	n := strings.Count(q, "&") + 1
-	if n > maxFastParams || strings.IndexByte(q, ';') >= 0 || strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams") {
+	n := bytes.Count(body, []byte{'&'}) + 1
+	if n > maxFastParams || bytes.IndexByte(body, ';') >= 0 || strings.Contains(os.Getenv("GODEBUG"), "urlmaxqueryparams") {
 		return listForm{}, false
 	}
-	f.data = make(map[string]string, n)
-	for q != "" {
-		var pair string
-		pair, q, _ = strings.Cut(q, "&")
-		if pair == "" {
+	// Every key and value is unescaped into one buffer, made one string:
+	// one allocation for the lot rather than one a field.
+	buf := make([]byte, 0, len(body))
+	type field struct{ k, v, end int }
+	var stack [16]field
+	fields := stack[:0]
+	for q := body; len(q) > 0; {
+		pair := q
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			q = nil
+		}
+		if len(pair) == 0 {
 			continue
 		}
-		k, v, _ := strings.Cut(pair, "=")
-		k, err := url.QueryUnescape(k)
-		if err != nil {
+		k, v := pair, pair[len(pair):]
+		if i := bytes.IndexByte(pair, '='); i >= 0 {
+			k, v = pair[:i], pair[i+1:]
+		}
+		at := field{k: len(buf)}
+		if buf, ok = unescapeQuery(buf, k); !ok {
 			return listForm{}, false
 		}
-		if v, err = url.QueryUnescape(v); err != nil {
+		at.v = len(buf)
+		if buf, ok = unescapeQuery(buf, v); !ok {
 			return listForm{}, false
 		}
+		at.end = len(buf)
+		fields = append(fields, at)
+	}
+	all := string(buf)
+	f.data = make(map[string]string, len(fields))
+	for _, at := range fields {
+		k, v := all[at.k:at.v], all[at.v:at.end]
 		switch k {
 		case "type":
 			if !f.hasType {
@@ -63,4 +82,39 @@ func scanListForm(body []byte) (f listForm, ok bool) {
 		}
 	}
 	return f, true
+}
+
+// unescapeQuery appends s unescaped as url.QueryUnescape does ('+' is a
+// space, %XX a byte); ok is false where url.QueryUnescape fails.
+func unescapeQuery(dst, s []byte) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			dst = append(dst, ' ')
+		case '%':
+			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+				return dst, false
+			}
+			dst = append(dst, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, true
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // slowListForm is what ParseListWebhook read before scanListForm: the
@@ -88,4 +89,34 @@ func FuzzScanListForm(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(checkListForm)
+}
+
+// checkFiredAt: the fast path gives time.ParseInLocation's time, and fails
+// where it fails.
+func checkFiredAt(t *testing.T, s string) {
+	got, err := parseFiredAt(s)
+	want, wantErr := time.ParseInLocation(FiredAtLayout, s, time.UTC)
+	if (err != nil) != (wantErr != nil) || !got.Equal(want) || got.Location() != want.Location() {
+		t.Fatalf("%q: got %v, %v; time.ParseInLocation %v, %v", s, got, err, want, wantErr)
+	}
+}
+
+var firedAtSeeds = []string{
+	"2026-10-02 14:21:09", "2024-02-29 00:00:00", "2025-02-29 00:00:00", "2026-04-31 10:00:00",
+	"2026-13-01 10:00:00", "2026-00-10 10:00:00", "2026-01-00 10:00:00", "2026-01-01 24:00:00",
+	"2026-01-01 23:60:00", "2026-01-01 23:59:60", "2026-01-01 23:59:59.5", "2026-1-01 23:59:59",
+	"0000-01-01 00:00:00", "9999-12-31 23:59:59", "2026-01-01T23:59:59", "+026-01-01 23:59:59", "",
+}
+
+func TestParseFiredAtAgrees(t *testing.T) {
+	for _, s := range firedAtSeeds {
+		checkFiredAt(t, s)
+	}
+}
+
+func FuzzParseFiredAt(f *testing.F) {
+	for _, s := range firedAtSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(checkFiredAt)
 }

@@ -62,7 +62,16 @@ type Config struct {
 	Campaigns  Campaigns
 	Log        *zap.Logger
 	MaxPoll    int // records per transaction; default 2000
-	Metrics    *metrics.Pipeline
+	// Sessions is how many transactional sessions (group members) the
+	// process runs, like Kafka Streams' num.stream.threads: while one waits
+	// on the broker (fetch, flush, commit), another maps. Session 0 uses
+	// TransactionID and InstanceID as given, session i adds "-s<i>".
+	// Default 1.
+	Sessions int
+	// SessionOpts, when set, adds client options of session i: each
+	// session's own metrics hooks (kprom registers one client per hook).
+	SessionOpts func(i int) []kgo.Opt
+	Metrics     *metrics.Pipeline
 	// CacheReady, when set, is asked before each batch: while the Redis
 	// cache is missing (flushed, being rebuilt), mapping waits rather than
 	// sending every event to pending and dropping campaign titles.
@@ -75,7 +84,8 @@ type Config struct {
 // nothing about the records: abort, back off, and process them again.
 var ErrDependency = errors.New("dependency unavailable")
 
-// Run consumes until ctx ends. A session that fails is closed and re-created.
+// Run consumes until ctx ends, in cfg.Sessions sessions. A session that
+// fails is closed and re-created.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Group == "" {
 		cfg.Group = "mapper"
@@ -86,25 +96,53 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.TransactionID == "" {
 		return errors.New("mapper: TransactionID is required")
 	}
+	n := max(1, cfg.Sessions)
+	if n == 1 {
+		runSessions(ctx, cfg, 0)
+		return nil
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		c := cfg
+		if i > 0 {
+			sfx := fmt.Sprintf("-s%d", i)
+			c.TransactionID += sfx
+			if c.InstanceID != "" {
+				c.InstanceID += sfx
+			}
+		}
+		c.Log = cfg.Log.With(zap.Int("session", i))
+		wg.Go(func() { runSessions(ctx, c, i) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// runSessions runs session i until ctx ends, re-creating it after failures.
+func runSessions(ctx context.Context, cfg Config, i int) {
 	bo := backoff.NewExponentialBackOff()
 	bo.MaxInterval = 10 * time.Second
 	for {
-		err := runSession(ctx, cfg)
+		err := runSession(ctx, cfg, i)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		wait := bo.NextBackOff()
 		cfg.Log.Error("mapper session failed; re-creating", zap.Error(err), zap.Duration("in", wait))
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 	}
 }
 
-func runSession(ctx context.Context, cfg Config) error {
-	opts := append(slices.Clone(cfg.ClientOpts),
+func runSession(ctx context.Context, cfg Config, i int) error {
+	opts := slices.Clone(cfg.ClientOpts)
+	if cfg.SessionOpts != nil {
+		opts = append(opts, cfg.SessionOpts(i)...)
+	}
+	opts = append(opts,
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumeTopics(cfg.Topics.Raw),
 		kgo.TransactionalID(cfg.TransactionID),
@@ -116,6 +154,7 @@ func runSession(ctx context.Context, cfg Config) error {
 		kgo.FetchMaxBytes(2<<20),
 	)
 	opts = append(opts, kafka.GroupOpts(cfg.Group, cfg.InstanceID)...)
+
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("mapper: session: %w", err)
@@ -159,10 +198,12 @@ func (m *loop) run(ctx context.Context) error {
 		if err := m.sess.Begin(); err != nil {
 			return fmt.Errorf("mapper: begin: %w", err)
 		}
+		promise := kgo.AbortingFirstErrPromise(m.sess.Client())
+		var tally tally
 		out, err := m.transform(ctx, recs)
 		if err == nil {
-			promise := kgo.AbortingFirstErrPromise(m.sess.Client())
 			for _, r := range out {
+				tally.add(m.cfg.Topics, r)
 				m.sess.Produce(ctx, r, promise.Promise())
 			}
 			// The transaction is whole: send what would wait out the
@@ -194,11 +235,9 @@ func (m *loop) run(ctx context.Context) error {
 			m.cfg.Log.Info("transaction aborted by a rebalance; records will be processed again", zap.Int("records", len(recs)))
 		default:
 			m.cfg.Metrics.Inc(metrics.MapperTxns, "committed")
-			for _, r := range out {
-				m.count(ctx, r)
-			}
+			m.count(ctx, tally)
 			bo.Reset()
-			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", len(out)))
+			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", tally.total))
 		}
 	}
 }
@@ -567,30 +606,67 @@ func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) (*kgo.Reco
 	}
 }
 
-// count records one committed output record.
-func (m *loop) count(ctx context.Context, r *kgo.Record) {
-	source := kafka.Header(r, kafka.HeaderSource)
+// tally counts a transaction's output records by what its metrics say, so
+// a committed transaction adds each counter once, not once a record.
+type tally struct {
+	n     map[string]*tallied // by topic, source and kind or event name
+	key   []byte
+	total int
+}
+
+type tallied struct {
+	topic, source, what string
+	n                   int
+}
+
+func (t *tally) add(topics kafka.Topics, r *kgo.Record) {
+	t.total++
+	var source, what []byte
 	switch r.Topic {
-	case m.cfg.Topics.RawDLQ:
-		m.cfg.Metrics.Inc(metrics.MapperRawDead, source, kafka.Header(r, kafka.HeaderKind))
-		m.deadLettered(ctx, source, "unparseable")
-	case m.cfg.Topics.Events:
-		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "heap")
-	case m.cfg.Topics.Pending:
-		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "pending")
-	case m.cfg.Topics.EventsDLQ:
-		m.cfg.Metrics.Inc(metrics.MapperEvents, source, kafka.Header(r, kafka.HeaderEventName), "dead_lettered")
-		m.deadLettered(ctx, source, "identity_too_long")
+	case topics.RawDLQ:
+		source, what = kafka.HeaderBytes(r, kafka.HeaderSource), kafka.HeaderBytes(r, kafka.HeaderKind)
+	case topics.Events, topics.Pending, topics.EventsDLQ:
+		source, what = kafka.HeaderBytes(r, kafka.HeaderSource), kafka.HeaderBytes(r, kafka.HeaderEventName)
+	default:
+		return
+	}
+	t.key = append(append(append(append(append(t.key[:0], r.Topic...), 0), source...), 0), what...)
+	if e := t.n[string(t.key)]; e != nil { // a lookup by string(bytes) does not copy
+		e.n++
+		return
+	}
+	if t.n == nil {
+		t.n = map[string]*tallied{}
+	}
+	t.n[string(t.key)] = &tallied{topic: r.Topic, source: string(source), what: string(what), n: 1}
+}
+
+// count adds a committed transaction's tally to the metrics.
+func (m *loop) count(ctx context.Context, t tally) {
+	for _, k := range t.n {
+		n := k.n
+		switch k.topic {
+		case m.cfg.Topics.RawDLQ:
+			m.cfg.Metrics.Add(metrics.MapperRawDead, float64(n), k.source, k.what)
+			m.deadLettered(ctx, k.source, "unparseable", n)
+		case m.cfg.Topics.Events:
+			m.cfg.Metrics.Add(metrics.MapperEvents, float64(n), k.source, k.what, "heap")
+		case m.cfg.Topics.Pending:
+			m.cfg.Metrics.Add(metrics.MapperEvents, float64(n), k.source, k.what, "pending")
+		case m.cfg.Topics.EventsDLQ:
+			m.cfg.Metrics.Add(metrics.MapperEvents, float64(n), k.source, k.what, "dead_lettered")
+			m.deadLettered(ctx, k.source, "identity_too_long", n)
+		}
 	}
 }
 
 // deadLettered counts a dead letter for the status page; a count that Redis
 // misses is not worth failing a committed batch.
-func (m *loop) deadLettered(ctx context.Context, source, reason string) {
+func (m *loop) deadLettered(ctx context.Context, source, reason string, n int) {
 	if m.cfg.Status == nil {
 		return
 	}
-	if err := m.cfg.Status.DeadLettered(ctx, source, reason, 1); err != nil {
+	if err := m.cfg.Status.DeadLettered(ctx, source, reason, n); err != nil {
 		m.cfg.Log.Debug("status count failed", zap.Error(err))
 	}
 }

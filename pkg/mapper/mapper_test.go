@@ -2,12 +2,16 @@ package mapper_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
@@ -200,5 +204,98 @@ func TestMapper(t *testing.T) {
 	evDead := kafkatest.Consume(t, brokers, topics.EventsDLQ, 1, 30*time.Second)
 	if len(evDead) != 1 || !strings.Contains(kafka.Header(evDead[0], kafka.HeaderReason), "identity longer than 255") {
 		t.Fatalf("events dlq: %d records", len(evDead))
+	}
+}
+
+// TestMapperSessions runs one mapper with two sessions: both join the group
+// as static members under their own ids, share the partitions, and every
+// input record is mapped exactly once.
+func TestMapperSessions(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topics := kafkatest.Topics(t, brokers, 4)
+	rdb := redistest.Client(t)
+	prefix := kafkatest.Prefix(t)
+	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: prefix + "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	var in []*kgo.Record
+	for i := range n {
+		ev := fmt.Appendf(nil, `{"event":"open","ts":1759413940,"_id":"m%d","msg":{"_id":"m%d","email":"user%d@example.com"}}`, i, i, i)
+		r := raw(topics.Raw, "acme", mailchimp.KindMandrillEvent, ev)
+		r.Key = fmt.Appendf(nil, "acme/%d", i) // spread over the partitions
+		in = append(in, r)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx := context.Background()
+	if err := prod.ProduceSync(ctx, in...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := events.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	assigned := map[int]int{} // session: partitions it was given
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- mapper.Run(runCtx, mapper.Config{
+			Brokers: brokers, Topics: topics, Group: prefix + "mapper", TransactionID: prefix + "mapper-1",
+			InstanceID: prefix + "mapper-1", Sources: sources, Codec: codec, Identities: identity.NewStore(rdb),
+			Campaigns: campaigns.NewStore(rdb), Log: zaptest.NewLogger(t), MaxPoll: 25, Sessions: 2,
+			SessionOpts: func(i int) []kgo.Opt {
+				return []kgo.Opt{kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+					mu.Lock()
+					defer mu.Unlock()
+					assigned[i] += len(m[topics.Raw])
+				})}
+			},
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mapper.Run: %v", err)
+		}
+	}()
+
+	recs := kafkatest.Consume(t, brokers, topics.Events, n, 60*time.Second)
+	ids := map[string]int{}
+	for _, r := range recs {
+		ids[kafka.Header(r, kafka.HeaderEventID)]++
+	}
+	if len(recs) != n || len(ids) != n {
+		t.Fatalf("%d events, %d distinct, want %d of each", len(recs), len(ids), n)
+	}
+
+	adm := kadm.NewClient(prod)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		described, err := adm.DescribeGroups(ctx, prefix+"mapper")
+		var members []string
+		if err == nil {
+			for _, m := range described[prefix+"mapper"].Members {
+				if m.InstanceID != nil {
+					members = append(members, *m.InstanceID)
+				}
+			}
+		}
+		slices.Sort(members)
+		mu.Lock()
+		both := assigned[0] > 0 && assigned[1] > 0
+		mu.Unlock()
+		if both && slices.Equal(members, []string{prefix + "mapper-1", prefix + "mapper-1-s1"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group members %v (err %v), partitions assigned by session %v", members, err, assigned)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,6 +79,16 @@ func (p *Pipeline) KafkaHooks(role string) []kgo.Opt {
 		return nil
 	}
 	return []kgo.Opt{kgo.WithHooks(kprom.NewMetrics("mailchimpheap", kprom.Subsystem(role), kprom.Registry(p.reg)))}
+}
+
+// KafkaSessionHooks are KafkaHooks for one of several clients of a role
+// alive at once (the mapper's sessions), told apart by a "session" label.
+func (p *Pipeline) KafkaSessionHooks(role string, session int) []kgo.Opt {
+	if p == nil {
+		return nil
+	}
+	return []kgo.Opt{kgo.WithHooks(kprom.NewMetrics("mailchimpheap", kprom.Subsystem(role), kprom.Registry(p.reg),
+		kprom.WithStaticLabel(prometheus.Labels{"session": strconv.Itoa(session)})))}
 }
 
 // Inc adds one to a counter of vec, when metrics are on.

@@ -10,10 +10,8 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
@@ -68,22 +66,12 @@ func RunChild() bool {
 		})
 	case "mapper":
 		// The mapper loop as service.Mapper configures it, without the
-		// identity-feed consumer the service runs beside it (not under test).
+		// materializer the service runs beside it (not under test); the harness
+		// seeds the cache itself.
 		service.Main("mapper", func(ctx context.Context, d *service.Deps) error {
-			return mapper.Run(ctx, mapper.Config{
-				Brokers:       d.Brokers,
-				Topics:        d.Topics,
-				Group:         d.Env.TopicPrefix + "mapper",
-				TransactionID: d.Env.TopicPrefix + "mapper-" + d.InstanceID(),
-				InstanceID:    d.Env.TopicPrefix + "mapper-" + d.InstanceID(),
-				Sources:       d.Sources,
-				Codec:         d.Codec,
-				Identities:    identity.NewStore(d.Redis),
-				Campaigns:     campaigns.NewStore(d.Redis),
-				Log:           d.Log.Named("mapper"),
-				Metrics:       d.Metrics,
-				ClientOpts:    append(kafka.ClientOpts(d.Brokers, d.Log), d.Metrics.KafkaHooks("mapper")...),
-			})
+			cfg := service.MapperConfig(d)
+			cfg.CacheReady = nil
+			return mapper.Run(ctx, cfg)
 		})
 	case "emitter", "emitter-unpaced":
 		// The emitter as service.Emitter configures it; unpaced, without the

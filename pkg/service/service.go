@@ -287,7 +287,12 @@ func Rebuild(ctx context.Context, d *Deps) error {
 }
 
 func mapperLoop(ctx context.Context, d *Deps) error {
-	return mapper.Run(ctx, mapper.Config{
+	return mapper.Run(ctx, MapperConfig(d))
+}
+
+// MapperConfig is the mapper loop's configuration in the mapper service.
+func MapperConfig(d *Deps) mapper.Config {
+	return mapper.Config{
 		Brokers:       d.Brokers,
 		Topics:        d.Topics,
 		Group:         d.Env.TopicPrefix + "mapper",
@@ -301,8 +306,10 @@ func mapperLoop(ctx context.Context, d *Deps) error {
 		Status:        status.NewStore(d.Redis),
 		Log:           d.Log.Named("mapper"),
 		Metrics:       d.Metrics,
-		ClientOpts:    d.roleOpts("mapper"),
-	})
+		ClientOpts:    d.clientOpts(),
+		Sessions:      d.Env.MapperSessions,
+		SessionOpts:   func(i int) []kgo.Opt { return d.Metrics.KafkaSessionHooks("mapper", i) },
+	}
 }
 
 // Emitter runs the emitter loop until ctx ends.
