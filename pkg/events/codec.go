@@ -41,8 +41,12 @@ func NewCodec() (*Codec, error) {
 
 // Encode returns the single-object encoding of e.
 func (c *Codec) Encode(e Event) ([]byte, error) {
-	b := make([]byte, 0, len(c.header)+sizeHint(e))
-	return appendBinary(append(b, c.header...), e), nil
+	return c.AppendEncode(make([]byte, 0, len(c.header)+sizeHint(e)), e), nil
+}
+
+// AppendEncode appends the single-object encoding of e to dst.
+func (c *Codec) AppendEncode(dst []byte, e Event) []byte {
+	return appendBinary(append(dst, c.header...), e)
 }
 
 // Decode parses a single-object encoded event.

@@ -52,11 +52,21 @@ type Lineage struct {
 
 // Key is the heap.events record key: app id + identity keeps one user's
 // events in order on one partition.
-func (e Event) Key() []byte { return []byte(e.AppID + "\x00" + e.Identity) }
+func (e Event) Key() []byte { return e.AppendKey(nil) }
+
+// AppendKey appends Key to dst.
+func (e Event) AppendKey(dst []byte) []byte {
+	return append(append(append(dst, e.AppID...), 0), e.Identity...)
+}
 
 // PendingKey keys heap.events.pending by app, email and event: the topic is
 // compacted, and a release is a tombstone for exactly that event.
-func (e Event) PendingKey() []byte { return []byte(e.AppID + "\x00" + e.EmailKey + "\x00" + e.ID) }
+func (e Event) PendingKey() []byte { return e.AppendPendingKey(nil) }
+
+// AppendPendingKey appends PendingKey to dst.
+func (e Event) AppendPendingKey(dst []byte) []byte {
+	return append(append(append(append(append(dst, e.AppID...), 0), e.EmailKey...), 0), e.ID...)
+}
 
 // ID derives a deterministic event id from the parts that identify one
 // Mailchimp event: the same event gets the same id on every input path.
