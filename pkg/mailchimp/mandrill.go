@@ -124,9 +124,12 @@ func ParseMandrillEvent(raw []byte) (MandrillEvent, error) {
 	e, ok := fastMandrillEvent(raw)
 	if !ok {
 		// Not the plain shape the fast path reads: encoding/json decides.
-		if err := json.Unmarshal(raw, &e); err != nil {
+		// Into a variable of its own: &e would put e on the heap every time.
+		var slow MandrillEvent
+		if err := json.Unmarshal(raw, &slow); err != nil {
 			return MandrillEvent{}, malformed("mandrill event: %v", err)
 		}
+		e = slow
 	}
 	if e.Event == "" {
 		if e.Type != "" {

@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 )
@@ -522,8 +523,19 @@ func lookupEach(groups map[string][]string, lookup func(group string, keys []str
 // their received-at header (one ingress request, or close in time), so the
 // last one parsed is kept rather than parsed again.
 type lineageParser struct {
-	raw []byte
-	at  time.Time
+	raw       []byte
+	at        time.Time
+	requestID string
+}
+
+// kindOf is string(b) without a copy for the kinds ingress writes.
+func kindOf(b []byte) string {
+	for _, k := range [...]string{mailchimp.KindMandrillEvent, mailchimp.KindListWebhook, mailchimp.KindEmailActivity, mailchimp.KindCampaign} {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
 }
 
 func (lp *lineageParser) lineage(r *kgo.Record) events.Lineage {
@@ -554,9 +566,13 @@ func (lp *lineageParser) lineage(r *kgo.Record) events.Lineage {
 		case 0:
 			received = h.Value
 		case 1:
-			lin.Kind = string(h.Value)
+			lin.Kind = kindOf(h.Value)
 		case 2:
-			lin.RequestID = string(h.Value)
+			// A Mandrill batch's events share their request id.
+			if string(h.Value) != lp.requestID {
+				lp.requestID = string(h.Value)
+			}
+			lin.RequestID = lp.requestID
 		case 3:
 			lin.Salt = string(h.Value)
 		}
@@ -595,24 +611,32 @@ func newArena(records int) *arena {
 	return &arena{recs: make([]kgo.Record, 0, records), hdrs: make([]kgo.RecordHeader, 0, 4*records)}
 }
 
-// bytes returns what fill appends, in a block of the arena.
-func (a *arena) bytes(fill func([]byte) []byte) []byte {
+// free returns room to append a record's bytes to; keep takes them.
+func (a *arena) free() []byte {
 	if a == nil {
-		return fill(nil)
+		return nil
 	}
 	if cap(a.buf)-len(a.buf) < 1024 {
 		a.buf = make([]byte, 0, 64<<10)
 	}
-	at := len(a.buf)
-	a.buf = fill(a.buf) // a record larger than what is left moves to a block of its own
-	return a.buf[at:len(a.buf):len(a.buf)]
+	return a.buf[len(a.buf):len(a.buf)]
 }
 
-func (a *arena) record(r kgo.Record) *kgo.Record {
-	if a == nil || len(a.recs) == cap(a.recs) {
-		return &r
+// keep marks b, appended to free(), as taken: b stayed in the block unless
+// it outgrew the room, and then append gave it an array of its own.
+func (a *arena) keep(b []byte) []byte {
+	if a != nil && len(b) <= cap(a.buf)-len(a.buf) {
+		a.buf = a.buf[:len(a.buf)+len(b)]
 	}
-	a.recs = append(a.recs, r)
+	return b[:len(b):len(b)]
+}
+
+// record returns a record to fill.
+func (a *arena) record() *kgo.Record {
+	if a == nil || len(a.recs) == cap(a.recs) {
+		return new(kgo.Record)
+	}
+	a.recs = a.recs[:len(a.recs)+1]
 	return &a.recs[len(a.recs)-1]
 }
 
@@ -628,23 +652,25 @@ func (a *arena) headers(n int) []kgo.RecordHeader {
 
 func eventRecord(t kafka.Topics, codec *events.Codec, e events.Event, a *arena) (*kgo.Record, error) {
 	e.Time = e.Time.Truncate(time.Millisecond)
-	val := a.bytes(func(b []byte) []byte { return codec.AppendEncode(b, e) })
+	val := a.keep(codec.AppendEncode(a.free(), e))
 	// The three header values in one slice.
-	vals := a.bytes(func(b []byte) []byte { return append(append(append(b, e.SourceID...), e.ID...), e.Name...) })
+	vals := a.keep(append(append(append(a.free(), e.SourceID...), e.ID...), e.Name...))
 	x, y := len(e.SourceID), len(e.SourceID)+len(e.ID)
 	hdrs := a.headers(3)
 	hdrs[0] = kgo.RecordHeader{Key: kafka.HeaderSource, Value: vals[:x:x]}
 	hdrs[1] = kgo.RecordHeader{Key: kafka.HeaderEventID, Value: vals[x:y:y]}
 	hdrs[2] = kgo.RecordHeader{Key: kafka.HeaderEventName, Value: vals[y:]}
+	r := a.record()
 	switch {
 	case e.Identity == "":
-		return a.record(kgo.Record{Topic: t.Pending, Key: a.bytes(e.AppendPendingKey), Value: val, Headers: hdrs}), nil
+		*r = kgo.Record{Topic: t.Pending, Key: a.keep(e.AppendPendingKey(a.free())), Value: val, Headers: hdrs}
 	case utf8.RuneCountInString(e.Identity) > heap.MaxIdentityLen:
 		hdrs = append(hdrs, kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(fmt.Sprintf("identity longer than %d characters", heap.MaxIdentityLen))})
-		return a.record(kgo.Record{Topic: t.EventsDLQ, Key: a.bytes(e.AppendPendingKey), Value: val, Headers: hdrs}), nil
+		*r = kgo.Record{Topic: t.EventsDLQ, Key: a.keep(e.AppendPendingKey(a.free())), Value: val, Headers: hdrs}
 	default:
-		return a.record(kgo.Record{Topic: t.Events, Key: a.bytes(e.AppendKey), Value: val, Headers: hdrs}), nil
+		*r = kgo.Record{Topic: t.Events, Key: a.keep(e.AppendKey(a.free())), Value: val, Headers: hdrs}
 	}
+	return r, nil
 }
 
 // tally counts a transaction's output records by what its metrics say, so
