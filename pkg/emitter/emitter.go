@@ -924,27 +924,28 @@ func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 // HeapEvent turns a mapped event into a Track API event with Heap's exact
 // property names, every value cut under Heap's length limit.
 func HeapEvent(e events.Event) heap.Event {
-	props := map[string]any{}
-	set := func(k, v string) {
+	ts := heap.Timestamp(e.Time)
+	props := make([]heap.Property, 0, 9)
+	add := func(k, v string) {
 		if v != "" {
-			props[k] = heap.Truncate(v)
+			props = append(props, heap.Property{Key: k, Value: heap.Truncate(v)})
 		}
 	}
-	set("Campaign ID", e.CampaignID)
-	set("Campaign Title", e.CampaignTitle)
-	set("List ID", e.ListID)
-	set("IP", e.IP)
-	ts := heap.Timestamp(e.Time)
-	set("Time", ts)
-	set("URL", e.URL)
-	set("Bounce Type", e.BounceType)
-	set("Subject", e.Subject)
-	set("Tags", strings.Join(e.Tags, ","))
+	// In key order: the body lists them as encoding/json lists a map's keys.
+	add("Bounce Type", e.BounceType)
+	add("Campaign ID", e.CampaignID)
+	add("Campaign Title", e.CampaignTitle)
+	add("IP", e.IP)
+	add("List ID", e.ListID)
+	add("Subject", e.Subject)
+	add("Tags", strings.Join(e.Tags, ","))
+	add("Time", ts)
+	add("URL", e.URL)
 	return heap.Event{
 		Identity:       e.Identity,
 		Event:          e.Name,
 		Timestamp:      ts,
-		Properties:     props,
+		Props:          props,
 		IdempotencyKey: e.ID,
 	}
 }

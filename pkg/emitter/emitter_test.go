@@ -3,6 +3,7 @@ package emitter_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,18 +31,22 @@ func TestHeapEvent(t *testing.T) {
 		got.Timestamp != "2026-10-02T15:02:11.000Z" {
 		t.Fatalf("%+v", got)
 	}
+	if !slices.IsSortedFunc(got.Props, func(a, b heap.Property) int { return strings.Compare(a.Key, b.Key) }) {
+		t.Errorf("properties not in key order: %v", got.Props)
+	}
+	props := got.PropertyMap()
 	want := map[string]string{"Campaign ID": "c1", "List ID": "l1", "IP": "192.0.2.44",
 		"Time": "2026-10-02T15:02:11.000Z", "URL": "https://x.example/?a=1&b=2"}
 	for k, v := range want {
-		if got.Properties[k] != v {
-			t.Errorf("%s = %v, want %v", k, got.Properties[k], v)
+		if props[k] != v {
+			t.Errorf("%s = %v, want %v", k, props[k], v)
 		}
 	}
-	if title := got.Properties["Campaign Title"].(string); len([]rune(title)) != heap.MaxValueLen {
+	if title := props["Campaign Title"].(string); len([]rune(title)) != heap.MaxValueLen {
 		t.Errorf("title cut to %d runes, want %d", len([]rune(title)), heap.MaxValueLen)
 	}
 	for _, k := range []string{"Bounce Type", "Subject", "Tags"} {
-		if _, ok := got.Properties[k]; ok {
+		if _, ok := props[k]; ok {
 			t.Errorf("empty %s sent", k)
 		}
 	}

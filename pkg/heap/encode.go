@@ -54,6 +54,16 @@ func appendTrackRequest(b []byte, appID string, evs []Event) ([]byte, error) {
 				b = append(b, v...)
 			}
 			b = append(b, '}')
+		} else if len(e.Props) > 0 {
+			b = append(b, `,"properties":{`...)
+			for j, p := range e.Props {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(appendString(b, p.Key), ':')
+				b = appendString(b, p.Value)
+			}
+			b = append(b, '}')
 		}
 		if e.IdempotencyKey != "" {
 			b = append(b, `,"idempotency_key":`...)
@@ -74,6 +84,9 @@ func trackRequestSize(appID string, evs []Event) int {
 			if s, ok := v.(string); ok {
 				n += len(s) + len(s)/8
 			}
+		}
+		for _, p := range e.Props {
+			n += 6 + len(p.Key) + len(p.Value) + len(p.Value)/8
 		}
 	}
 	return n

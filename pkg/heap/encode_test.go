@@ -3,7 +3,9 @@ package heap
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,6 +39,17 @@ func TestAppendTrackRequestMatchesMarshal(t *testing.T) {
 			}
 		})
 	}
+	// Props in key order are written as encoding/json writes the same map.
+	withProps := []Event{{Identity: "a", Event: "e", IdempotencyKey: "k", Props: []Property{{"Bounce Type", "hard"}, {"Campaign ID", "c<1>"}, {"URL", "\u2028\xff"}}},
+		{Identity: "b", Event: "e", Props: []Property{}}}
+	asMaps := make([]Event, len(withProps))
+	for i, e := range withProps {
+		asMaps[i], asMaps[i].Properties, asMaps[i].Props = e, e.PropertyMap(), nil
+	}
+	want, _ := json.Marshal(TrackRequest{AppID: "1", Events: asMaps})
+	if got, err := appendTrackRequest(nil, "1", withProps); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("appendTrackRequest(Props) = %s, %v\nwant %s", got, err, want)
+	}
 	if _, err := appendTrackRequest(nil, "1", []Event{{Properties: map[string]any{"x": math.Inf(1)}}}); err == nil {
 		t.Error("appendTrackRequest with an infinite property: want an error")
 	}
@@ -55,6 +68,14 @@ func FuzzAppendTrackRequest(f *testing.F) {
 		got, err := appendTrackRequest(nil, key, evs)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("appendTrackRequest() = %s, %v\nwant %s", got, err, want)
+		}
+		// The same properties as Props, in key order.
+		for _, k := range slices.Sorted(maps.Keys(evs[0].Properties)) {
+			evs[0].Props = append(evs[0].Props, Property{k, evs[0].Properties[k].(string)})
+		}
+		evs[0].Properties = nil
+		if got, err := appendTrackRequest(nil, key, evs); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("appendTrackRequest(Props) = %s, %v\nwant %s", got, err, want)
 		}
 	})
 }

@@ -36,6 +36,26 @@ type Event struct {
 	Timestamp      string         `json:"timestamp,omitempty"`
 	Properties     map[string]any `json:"properties,omitempty"`
 	IdempotencyKey string         `json:"idempotency_key,omitempty"`
+	// Props are string properties in key order, sent as "properties" when
+	// Properties is empty: what the emitter builds for every event, without
+	// a map and an interface value a property. Only Client.Track writes
+	// them (encoding/json does not); PropertyMap reads both.
+	Props []Property `json:"-"`
+}
+
+// Property is one string property.
+type Property struct{ Key, Value string }
+
+// PropertyMap is the event's properties as one map: Properties, or Props.
+func (e Event) PropertyMap() map[string]any {
+	if len(e.Properties) > 0 || len(e.Props) == 0 {
+		return e.Properties
+	}
+	m := make(map[string]any, len(e.Props))
+	for _, p := range e.Props {
+		m[p.Key] = p.Value
+	}
+	return m
 }
 
 // TrackRequest is the bulk track body.

@@ -342,9 +342,10 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 		var lp lineageParser
 		srcs := map[string]*config.Source{}
 		for _, r := range recs[lo:hi] {
-			srcID := kafka.Header(r, kafka.HeaderSource)
-			src, found := srcs[srcID]
+			rawID := kafka.HeaderBytes(r, kafka.HeaderSource)
+			src, found := srcs[string(rawID)] // no copy to look up
 			if !found {
+				srcID := string(rawID)
 				s, known := m.cfg.Sources.Get(srcID)
 				if !known {
 					dead = append(dead, m.rawDead(r, "unknown source "+srcID))
