@@ -107,7 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.PacePeriod = time.Minute
 	}
 	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
-		sources: map[string]*config.Source{}, headerKeys: map[string]string{}}
+		sources: map[string]*config.Source{}, headerKeys: map[string]string{}, apps: map[string]string{}}
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -196,6 +196,7 @@ type loop struct {
 	sources map[string]*config.Source
 	// header names, one copy each: a polled record's may point into its batch.
 	headerKeys map[string]string
+	apps       map[string]string // interned app ids
 	wg         sync.WaitGroup
 }
 
@@ -266,20 +267,21 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			p = &partition{key: key, apps: map[batchKey]int{}}
 			l.parts[key] = p
 		}
-		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
+		qd := &queued{e: entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}}
+		e := &qd.e
 		p.entries = append(p.entries, e)
 		// The rest is decoded when its request is built (prepare).
-		sourceID, appID, identity, err := l.cfg.Codec.Route(r.Value)
+		sourceID, appID, identity, err := l.cfg.Codec.RouteBytes(r.Value)
 		if err != nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
 		}
 		src := l.source(sourceID)
 		if src == nil {
-			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+sourceID)), append(deadEntries, e)
+			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+string(sourceID))), append(deadEntries, e)
 			continue
 		}
-		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: appID}
+		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: l.intern(appID)}
 		q := l.queues[k]
 		if q == nil {
 			q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
@@ -287,8 +289,9 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
-		e.rec = l.compact(r)
-		q.items = append(q.items, &item{e: e, p: p, src: src, identity: identity})
+		e.rec = l.compact(r, &qd.rec, qd.hdrs[:0])
+		qd.it = item{e: e, p: p, src: src, identity: string(identity)}
+		q.items = append(q.items, &qd.it)
 		p.apps[k]++
 		select {
 		case q.wake <- struct{}{}:
@@ -298,16 +301,38 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 }
 
 // source returns the configured source with id, or nil. Caller holds mu.
-func (l *loop) source(id string) *config.Source {
-	if src, ok := l.sources[id]; ok {
+func (l *loop) source(id []byte) *config.Source {
+	if src, ok := l.sources[string(id)]; ok { // no copy to look up
 		return src
 	}
-	src, ok := l.cfg.Sources.Get(id)
+	src, ok := l.cfg.Sources.Get(string(id))
 	if !ok {
 		return nil
 	}
-	l.sources[id] = &src
+	l.sources[src.ID] = &src
 	return &src
+}
+
+// intern returns app ids as one string each: a handful of apps, every
+// record naming one. Caller holds mu.
+func (l *loop) intern(app []byte) string {
+	if s, ok := l.apps[string(app)]; ok {
+		return s
+	}
+	s := string(app)
+	if len(l.apps) < 4096 {
+		l.apps[s] = s
+	}
+	return s
+}
+
+// queued is what accept allocates for one record, in one piece: its
+// entry, its queue item and the compact copy of the record.
+type queued struct {
+	e    entry
+	it   item
+	rec  kgo.Record
+	hdrs [6]kgo.RecordHeader
 }
 
 // queueAhead is how much of a paced app's rate its queue holds: enough for
@@ -448,8 +473,9 @@ func (l *loop) finish(es []*entry) {
 }
 
 // compact copies what a queued record needs (its key, value and headers,
-// for the request and a dead letter) into one allocation. Caller holds mu.
-func (l *loop) compact(r *kgo.Record) *kgo.Record {
+// for the request and a dead letter) into c: the bytes in one allocation,
+// the headers in hdrs when they fit. Caller holds mu.
+func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *kgo.Record {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += len(h.Value)
@@ -463,10 +489,14 @@ func (l *loop) compact(r *kgo.Record) *kgo.Record {
 		buf = append(buf, b...)
 		return buf[i:len(buf):len(buf)]
 	}
-	c := &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
+	*c = kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
 		Timestamp: r.Timestamp, Key: cp(r.Key), Value: cp(r.Value)}
 	if len(r.Headers) > 0 {
-		c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		if len(r.Headers) <= cap(hdrs) {
+			c.Headers = hdrs[:len(r.Headers)]
+		} else {
+			c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+		}
 		for i, h := range r.Headers {
 			k, ok := l.headerKeys[h.Key]
 			if !ok && len(l.headerKeys) < 64 {
@@ -715,8 +745,14 @@ func (l *loop) record(ctx context.Context, k batchKey, s sentBatch) {
 			l.cfg.Log.Warn("ledger record failed", zap.String("app", k.app), zap.Error(err))
 		}
 	}
+	// One counter update per event name, not per event.
+	byName := map[string]int{}
 	for _, it := range s.delivered {
-		l.cfg.Metrics.Delivered(k.app, it.ev.Event, it.at, it.received, s.at)
+		byName[it.ev.Event]++
+		l.cfg.Metrics.Latency(it.at, it.received, s.at)
+	}
+	for name, n := range byName {
+		l.cfg.Metrics.Add(metrics.EmitterEvents, float64(n), k.app, name, "delivered")
 	}
 	l.recordDelivered(noteCtx, s.delivered, s.at)
 	l.finish(entries(s.delivered))

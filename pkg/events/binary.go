@@ -129,6 +129,21 @@ func (r *reader) str() string {
 	return s
 }
 
+// bytes reads a string as a slice of the input, without a copy.
+func (r *reader) bytes() []byte {
+	n := r.long()
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > int64(len(r.b)) {
+		r.err = errShort
+		return nil
+	}
+	b := r.b[:n:n]
+	r.b = r.b[n:]
+	return b
+}
+
 // skip passes over a string without copying it.
 func (r *reader) skip() {
 	n := r.long()

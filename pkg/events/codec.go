@@ -76,15 +76,21 @@ func (c *Codec) body(b []byte) ([]byte, error) {
 // Route reads only what routing an encoded event needs: its source, Heap
 // app and identity. Decode reads the rest, and may still fail on it.
 func (c *Codec) Route(b []byte) (sourceID, appID, identity string, err error) {
+	src, app, id, err := c.RouteBytes(b)
+	return string(src), string(app), string(id), err
+}
+
+// RouteBytes is Route without copies: slices of b.
+func (c *Codec) RouteBytes(b []byte) (sourceID, appID, identity []byte, err error) {
 	body, err := c.body(b)
 	if err != nil {
-		return "", "", "", err
+		return nil, nil, nil, err
 	}
 	r := &reader{b: body}
 	r.skip() // event_id
-	sourceID, appID, identity = r.str(), r.str(), r.str()
+	sourceID, appID, identity = r.bytes(), r.bytes(), r.bytes()
 	if r.err != nil {
-		return "", "", "", fmt.Errorf("events: decode: %w", r.err)
+		return nil, nil, nil, fmt.Errorf("events: decode: %w", r.err)
 	}
 	return sourceID, appID, identity, nil
 }

@@ -34,34 +34,48 @@ func NewStore(rdb redis.UniversalClient, ttl time.Duration) *Store {
 	return &Store{rdb: rdb, ttl: ttl}
 }
 
-// The hash tag keeps one app's sets in one cluster slot, so a pipeline of
-// them works on Redis Cluster.
-func setKey(app string, t time.Time) string {
+// hourOf is t's hour since the epoch, floored (not toward zero).
+func hourOf(t time.Time) int64 {
 	h := t.Unix() / 3600
 	if t.Unix() < 0 && t.Unix()%3600 != 0 {
-		h-- // floor, not toward zero
+		h--
 	}
-	return "mh:delivered:{" + app + "}:h" + strconv.FormatInt(h, 10)
+	return h
+}
+
+// The hash tag keeps one app's sets in one cluster slot, so a pipeline of
+// them works on Redis Cluster.
+func setKey(app string, hour int64) string {
+	return "mh:delivered:{" + app + "}:h" + strconv.FormatInt(hour, 10)
 }
 
 // hourSet is one set's share of a call's keys.
 type hourSet struct {
-	key string
-	idx []int // into the call's keys
-	ids []any // their ids, as members
+	hour int64
+	key  string
+	idx  []int // into the call's keys
+	ids  []any // their ids, as members
 }
 
-// byHour groups keys by their set, in first-seen order.
+// byHour groups keys by their set, in first-seen order. A batch's events
+// mostly share an hour: the set's name is built once per hour, not per key.
 func byHour(app string, keys []Key) []*hourSet {
 	var sets []*hourSet
-	byKey := map[string]*hourSet{}
+	byH := map[int64]*hourSet{}
+	var last *hourSet
 	for i, k := range keys {
-		name := setKey(app, k.Time)
-		s := byKey[name]
-		if s == nil {
-			s = &hourSet{key: name}
-			byKey[name] = s
-			sets = append(sets, s)
+		h := hourOf(k.Time)
+		s := last
+		if s == nil || s.hour != h {
+			if s = byH[h]; s == nil {
+				s = &hourSet{hour: h, key: setKey(app, h)}
+				if len(sets) == 0 { // room for all: most calls have one hour
+					s.idx, s.ids = make([]int, 0, len(keys)), make([]any, 0, len(keys))
+				}
+				byH[h] = s
+				sets = append(sets, s)
+			}
+			last = s
 		}
 		s.idx = append(s.idx, i)
 		s.ids = append(s.ids, k.ID)
@@ -69,7 +83,6 @@ func byHour(app string, keys []Key) []*hourSet {
 	return sets
 }
 
-// Delivered returns which of keys' ids Heap already accepted, in one round trip.
 func (s *Store) Delivered(ctx context.Context, app string, keys []Key) (map[string]bool, error) {
 	out := map[string]bool{}
 	if len(keys) == 0 {

@@ -104,12 +104,11 @@ func (p *Pipeline) Add(vec func(*Pipeline) *prometheus.CounterVec, v float64, la
 	vec(p).WithLabelValues(labels...).Add(v)
 }
 
-// Delivered records events Heap accepted, with their latencies.
-func (p *Pipeline) Delivered(app, event string, eventTime, receivedAt time.Time, now time.Time) {
+// Latency records one delivered event's latencies; the caller counts it.
+func (p *Pipeline) Latency(eventTime, receivedAt time.Time, now time.Time) {
 	if p == nil {
 		return
 	}
-	p.EmitterEvents.WithLabelValues(app, event, "delivered").Inc()
 	if !eventTime.IsZero() {
 		p.LatencyFromEvent.Observe(now.Sub(eventTime).Seconds())
 	}
