@@ -267,8 +267,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			p = &partition{key: key, apps: map[batchKey]int{}}
 			l.parts[key] = p
 		}
-		qd := &queued{e: entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}}
-		e := &qd.e
+		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
 		// The rest is decoded when its request is built (prepare).
 		sourceID, appID, identity, err := l.cfg.Codec.RouteBytes(r.Value)
@@ -289,6 +288,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
+		qd := &queued{}
 		e.rec = l.compact(r, &qd.rec, qd.hdrs[:0])
 		qd.it = item{e: e, p: p, src: src, identity: string(identity)}
 		q.items = append(q.items, &qd.it)
@@ -326,13 +326,13 @@ func (l *loop) intern(app []byte) string {
 	return s
 }
 
-// queued is what accept allocates for one record, in one piece: its
-// entry, its queue item and the compact copy of the record.
+// queued is a queued record's item and compact copy, in one allocation.
+// Its entry is apart: an entry waits for the partition's commit long after
+// its event is done, and must not keep the rest alive meanwhile.
 type queued struct {
-	e    entry
 	it   item
 	rec  kgo.Record
-	hdrs [6]kgo.RecordHeader
+	hdrs [3]kgo.RecordHeader // heap.events records have three
 }
 
 // queueAhead is how much of a paced app's rate its queue holds: enough for
