@@ -150,6 +150,35 @@ func (e *Env) produceRaw(ctx context.Context, topic string, srcs []config.Source
 	return nil
 }
 
+// waitGroup waits until group is stable with members members, each with
+// partitions.
+func (e *Env) waitGroup(ctx context.Context, group string, members int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		described, err := e.Admin.DescribeGroups(ctx, group)
+		if err == nil {
+			g := described[group]
+			busy := 0
+			for _, m := range g.Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 {
+					busy++
+				}
+			}
+			if g.State == "Stable" && len(g.Members) == members && busy == members {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("group %s not stable with %d members with partitions after 60 s (%v)", group, members, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // committed is the group's committed offsets on topic, summed.
 func (e *Env) committed(ctx context.Context, group, topic string) (int64, error) {
 	resps, err := e.Admin.FetchOffsets(ctx, group)

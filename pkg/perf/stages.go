@@ -69,6 +69,17 @@ type mapperRun struct {
 	prefix, sources string
 }
 
+// sessions is how many sessions the mapper runs: config's default
+// MAPPER_SESSIONS unless the harness's environment, which its children
+// inherit, says otherwise.
+func (r *runner) sessions() int {
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil {
+		return 1
+	}
+	return env.MapperSessions
+}
+
 // passes is how many times the mapper and emitter stages measure the
 // service and its floor, one after the other on fresh topics: machines this
 // small drift by tens of percent between seconds, and interleaving keeps a
@@ -148,11 +159,7 @@ func (r *runner) mapper(ctx context.Context) error {
 	n := int64(r.opts.Records)
 	// The mapper runs MAPPER_SESSIONS sessions (config's default unless the
 	// harness's environment says otherwise, as its children see it).
-	env, err := config.LoadEnv(os.LookupEnv)
-	if err != nil {
-		return err
-	}
-	sessions := env.MapperSessions
+	sessions := r.sessions()
 	var rates, floors, floorsN []float64
 	for pass := range passes {
 		prefix := fmt.Sprintf("perf-mapper%d.", pass)
@@ -749,6 +756,12 @@ func (r *runner) e2e(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return errors.New("warm-up event never reached the Heap stand-in")
 		}
+	}
+	// Steady state: the mapper's sessions may still be joining (the first
+	// one to arrive can take every partition, and the rest move when the
+	// others join); a rebalance is start-up, not latency.
+	if err := r.env.waitGroup(ctx, prefix+"mapper", r.sessions()); err != nil {
+		return err
 	}
 	// Open loop: a batch every tick whatever the answers, so a slow pipeline
 	// shows as latency, not as a lower rate.
