@@ -180,7 +180,8 @@ type queue struct {
 	inflight int // taken by the worker, not finished
 	wake     chan struct{}
 	paused   bool
-	max      int // events queued before its partitions pause
+	max      int       // events queued before its partitions pause
+	short    time.Time // zero, or since when a short batch waits (shortWait)
 }
 
 type loop struct {
@@ -556,10 +557,25 @@ func (l *loop) work(ctx context.Context, q *queue) {
 		for {
 			l.mu.Lock()
 			n, limit, busy := len(q.items), l.batchLimit(q), q.inflight > 0
+			var wait time.Duration
+			if n > 0 && n < limit && !busy {
+				wait = l.shortWait(q, time.Now())
+			} else if n >= limit {
+				q.short = time.Time{}
+			}
 			l.mu.Unlock()
 			if n == 0 || n < limit && busy {
 				// A short batch waits for the one in flight (the recorder
 				// wakes us): under backlog every request goes out full.
+				break
+			}
+			if wait > 0 {
+				time.AfterFunc(wait, func() {
+					select {
+					case q.wake <- struct{}{}:
+					default:
+					}
+				})
 				break
 			}
 			batch := l.take(ctx, q)
@@ -584,6 +600,38 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			}
 		}
 	}
+}
+
+// shortWait is how much longer a paced app's short batch waits for more of
+// its events while a partition holding them is paused (flow control, for
+// another app's full queue): at most the time its budget takes to grant a
+// full batch, so the wait costs no throughput and the request goes out
+// full. 0: send now. Caller holds mu.
+func (l *loop) shortWait(q *queue, now time.Time) time.Duration {
+	perMin := q.items[0].src.AppEventsPerMinute
+	if l.cfg.Pacer == nil || perMin <= 0 || !l.pausedFor(q) {
+		q.short = time.Time{}
+		return 0
+	}
+	if q.short.IsZero() {
+		q.short = now
+	}
+	if left := time.Duration(l.batchLimit(q))*time.Minute/time.Duration(perMin) - now.Sub(q.short); left > 0 {
+		return left
+	}
+	q.short = time.Time{} // waited enough: this one goes short, the next waits again
+	return 0
+}
+
+// pausedFor reports whether a paused partition has carried q's events.
+// Caller holds mu.
+func (l *loop) pausedFor(q *queue) bool {
+	for key := range l.paused {
+		if p := l.parts[key]; p != nil && p.apps[q.key] > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // take pops the next batch, lingering briefly for a fuller one.
