@@ -69,6 +69,10 @@ type mapperRun struct {
 	prefix, sources string
 }
 
+// runPrefix names a stage's topics and groups for this run: on a real
+// broker an earlier run's topics and committed offsets stay behind.
+func runPrefix(stage string) string { return "perf-" + runID + "-" + stage + "." }
+
 // sessions is how many sessions the mapper runs: config's default
 // MAPPER_SESSIONS unless the harness's environment, which its children
 // inherit, says otherwise.
@@ -162,7 +166,7 @@ func (r *runner) mapper(ctx context.Context) error {
 	sessions := r.sessions()
 	var rates, floors, floorsN []float64
 	for pass := range passes {
-		prefix := fmt.Sprintf("perf-mapper%d.", pass)
+		prefix := runPrefix(fmt.Sprintf("mapper%d", pass))
 		topics, err := r.env.Topics(ctx, prefix)
 		if err != nil {
 			return err
@@ -481,7 +485,7 @@ func (a *accepts) record(app string, evs []heap.Event) {
 // pacing: the real emitter against the stand-in enforcing Heap's documented
 // limits, every app backlogged for the whole run.
 func (r *runner) pacing(ctx context.Context) error {
-	prefix := "perf-pacing."
+	prefix := runPrefix("pacing")
 	topics, err := r.env.Topics(ctx, prefix)
 	if err != nil {
 		return err
@@ -629,7 +633,7 @@ func (e *Env) produceEvents(ctx context.Context, topics kafka.Topics, srcs []con
 
 // ingress: the ingress service vs a bare net/http handler, same load.
 func (r *runner) ingress(ctx context.Context) error {
-	prefix := "perf-ingress."
+	prefix := runPrefix("ingress")
 	if _, err := r.env.Topics(ctx, prefix); err != nil {
 		return err
 	}
@@ -697,7 +701,7 @@ func (r *runner) ingress(ctx context.Context) error {
 // e2e: ingress, mapper and emitter at a fixed rate; latency from sending a
 // webhook to the Heap stand-in's 2xx for each of its events.
 func (r *runner) e2e(ctx context.Context) error {
-	prefix := "perf-e2e."
+	prefix := runPrefix("e2e")
 	if _, err := r.env.Topics(ctx, prefix); err != nil {
 		return err
 	}
@@ -858,8 +862,8 @@ func (r *runner) memory(ctx context.Context) error {
 		n           int64
 		x           int
 	}{
-		{"perf-memory1.", "n", int64(r.opts.MemoryRecords), 1},
-		{"perf-memory.", "m", int64(r.opts.MemoryRecords * r.opts.MemoryFactor), r.opts.MemoryFactor},
+		{runPrefix("memory1"), "n", int64(r.opts.MemoryRecords), 1},
+		{runPrefix("memory"), "m", int64(r.opts.MemoryRecords * r.opts.MemoryFactor), r.opts.MemoryFactor},
 	} {
 		topics, err := r.env.Topics(ctx, size.prefix)
 		if err != nil {
