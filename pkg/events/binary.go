@@ -110,23 +110,12 @@ func (r *reader) int32() int32 {
 }
 
 func (r *reader) str() string {
-	n := r.long()
-	if r.err != nil {
-		return ""
-	}
-	if n < 0 || n > int64(len(r.b)) {
-		r.err = errShort
-		return ""
-	}
-	var s string
+	b := r.bytes()
 	if r.whole != "" {
-		off := len(r.whole) - len(r.b)
-		s = r.whole[off : off+int(n)]
-	} else {
-		s = string(r.b[:n])
+		end := len(r.whole) - len(r.b) // b ends where the rest starts
+		return r.whole[end-len(b) : end]
 	}
-	r.b = r.b[n:]
-	return s
+	return string(b)
 }
 
 // bytes reads a string as a slice of the input, without a copy.
@@ -145,17 +134,7 @@ func (r *reader) bytes() []byte {
 }
 
 // skip passes over a string without copying it.
-func (r *reader) skip() {
-	n := r.long()
-	if r.err != nil {
-		return
-	}
-	if n < 0 || n > int64(len(r.b)) {
-		r.err = errShort
-		return
-	}
-	r.b = r.b[n:]
-}
+func (r *reader) skip() { r.bytes() }
 
 func (r *reader) optional() string {
 	switch r.long() {

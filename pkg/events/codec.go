@@ -73,14 +73,9 @@ func (c *Codec) body(b []byte) ([]byte, error) {
 	return b[len(c.header):], nil
 }
 
-// Route reads only what routing an encoded event needs: its source, Heap
-// app and identity. Decode reads the rest, and may still fail on it.
-func (c *Codec) Route(b []byte) (sourceID, appID, identity string, err error) {
-	src, app, id, err := c.RouteBytes(b)
-	return string(src), string(app), string(id), err
-}
-
-// RouteBytes is Route without copies: slices of b.
+// RouteBytes reads only what routing an encoded event needs: its source,
+// Heap app and identity, as slices of b. Decode reads the rest, and may
+// still fail on it.
 func (c *Codec) RouteBytes(b []byte) (sourceID, appID, identity []byte, err error) {
 	body, err := c.body(b)
 	if err != nil {

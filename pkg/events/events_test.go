@@ -248,15 +248,15 @@ func TestCodecRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src, app, identity, err := c.Route(b)
-		if err != nil || src != e.SourceID || app != e.AppID || identity != e.Identity {
-			t.Errorf("Route() = %q, %q, %q, %v; want %q, %q, %q", src, app, identity, err, e.SourceID, e.AppID, e.Identity)
+		src, app, identity, err := c.RouteBytes(b)
+		if err != nil || string(src) != e.SourceID || string(app) != e.AppID || string(identity) != e.Identity {
+			t.Errorf("RouteBytes() = %q, %q, %q, %v; want %q, %q, %q", src, app, identity, err, e.SourceID, e.AppID, e.Identity)
 		}
 	}
 	good, _ := c.Encode(fullEvent())
 	for _, b := range [][]byte{nil, good[:10], good[:12], []byte(`{"event_id":"x"}`)} {
-		if _, _, _, err := c.Route(b); err == nil {
-			t.Errorf("Route() of %d bytes: want error", len(b))
+		if _, _, _, err := c.RouteBytes(b); err == nil {
+			t.Errorf("RouteBytes() of %d bytes: want error", len(b))
 		}
 	}
 }
