@@ -157,7 +157,6 @@ func runSession(ctx context.Context, cfg Config, i int) error {
 		kgo.FetchMaxBytes(int32(max(512<<10, (2<<20)/max(1, cfg.Sessions)))),
 	)
 	opts = append(opts, kafka.GroupOpts(cfg.Group, cfg.InstanceID)...)
-
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("mapper: session: %w", err)
@@ -299,11 +298,7 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 	if err := <-identErr; err != nil {
 		return nil, err
 	}
-	recsOut, err := m.encodeAll(ok)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, recsOut...), nil
+	return append(out, m.encodeAll(ok)...), nil
 }
 
 // workers is how many goroutines map or encode n records: one per core,
@@ -371,32 +366,21 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 }
 
 // encodeAll encodes and routes the batch's events on every core, in order.
-func (m *loop) encodeAll(batch []mapped) ([]*kgo.Record, error) {
+func (m *loop) encodeAll(batch []mapped) []*kgo.Record {
 	at := make([]int, len(batch)+1) // batch[i]'s first event's index in out
 	for i, mp := range batch {
 		at[i+1] = at[i] + len(mp.res.Events)
 	}
 	out := make([]*kgo.Record, at[len(batch)])
-	errs := make([]error, m.workers(len(batch)))
-	chunks(len(batch), len(errs), func(part, lo, hi int) {
+	chunks(len(batch), m.workers(len(batch)), func(_, lo, hi int) {
 		a := newArena(at[hi] - at[lo])
 		for i := lo; i < hi; i++ {
 			for j, e := range batch[i].res.Events {
-				r, err := eventRecord(m.cfg.Topics, m.cfg.Codec, e, a)
-				if err != nil {
-					errs[part] = err
-					return
-				}
-				out[at[i]+j] = r
+				out[at[i]+j] = eventRecord(m.cfg.Topics, m.cfg.Codec, e, a)
 			}
 		}
 	})
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out
 }
 
 // resolveCampaigns stores the batch's campaign metadata, then fills titles.
@@ -595,7 +579,7 @@ func (lp *lineageParser) lineage(r *kgo.Record) events.Lineage {
 // heap.events.pending while the identity is unknown, heap.events.dlq when the
 // identity can never be sent. The materializer releases pending events
 // through it too, so both paths route alike.
-func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) (*kgo.Record, error) {
+func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) *kgo.Record {
 	return eventRecord(t, codec, e, nil)
 }
 
@@ -651,7 +635,7 @@ func (a *arena) headers(n int) []kgo.RecordHeader {
 	return a.hdrs[at : at+n : at+n+1]
 }
 
-func eventRecord(t kafka.Topics, codec *events.Codec, e events.Event, a *arena) (*kgo.Record, error) {
+func eventRecord(t kafka.Topics, codec *events.Codec, e events.Event, a *arena) *kgo.Record {
 	e.Time = e.Time.Truncate(time.Millisecond)
 	val := a.keep(codec.AppendEncode(a.free(), e))
 	// The three header values in one slice.
@@ -671,7 +655,7 @@ func eventRecord(t kafka.Topics, codec *events.Codec, e events.Event, a *arena) 
 	default:
 		*r = kgo.Record{Topic: t.Events, Key: a.keep(e.AppendKey(a.free())), Value: val, Headers: hdrs}
 	}
-	return r, nil
+	return r
 }
 
 // tally counts a transaction's output records by what its metrics say, so

@@ -116,10 +116,7 @@ func (r *rig) event(source, email, id string) events.Event {
 
 func (r *rig) pendingRecord(e events.Event, hdrs ...kgo.RecordHeader) *kgo.Record {
 	r.t.Helper()
-	rec, err := mapper.EventRecord(r.topics, r.codec, e)
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	rec := mapper.EventRecord(r.topics, r.codec, e)
 	if rec.Topic != r.topics.Pending {
 		r.t.Fatalf("event %s goes to %s, not pending", e.ID, rec.Topic)
 	}

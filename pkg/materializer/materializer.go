@@ -413,10 +413,7 @@ func (m *Materializer) release(ctx context.Context, app string, idents map[strin
 	}
 	return m.transact(ctx, app, idents, func(e events.Event, en pending.Entry) (*kgo.Record, string, error) {
 		e.Identity = idents[e.EmailKey]
-		r, err := mapper.EventRecord(m.cfg.Topics, m.cfg.Codec, e)
-		if err != nil {
-			return nil, "", err
-		}
+		r := mapper.EventRecord(m.cfg.Topics, m.cfg.Codec, e)
 		if r.Topic == m.cfg.Topics.EventsDLQ {
 			return r, "identity_too_long", nil
 		}
