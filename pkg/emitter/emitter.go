@@ -184,6 +184,14 @@ type queue struct {
 	short    time.Time // zero, or since when a short batch waits (shortWait)
 }
 
+// poke wakes q's worker, or leaves it the wake-up already pending.
+func (q *queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
 type loop struct {
 	cfg Config
 	cl  *kgo.Client
@@ -294,10 +302,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		qd.it = item{e: e, p: p, src: src, identity: string(identity)}
 		q.items = append(q.items, &qd.it)
 		p.apps[k]++
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.poke()
 	}
 }
 
@@ -538,10 +543,7 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			l.mu.Lock()
 			q.inflight -= s.n
 			l.mu.Unlock()
-			select {
-			case q.wake <- struct{}{}:
-			default:
-			}
+			q.poke()
 		}
 	})
 	defer func() {
@@ -570,12 +572,7 @@ func (l *loop) work(ctx context.Context, q *queue) {
 				break
 			}
 			if wait > 0 {
-				time.AfterFunc(wait, func() {
-					select {
-					case q.wake <- struct{}{}:
-					default:
-					}
-				})
+				time.AfterFunc(wait, q.poke)
 				break
 			}
 			batch := l.take(ctx, q)
