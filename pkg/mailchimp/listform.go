@@ -85,36 +85,22 @@ func scanListForm(body []byte) (f listForm, ok bool) {
 }
 
 // unescapeQuery appends s unescaped as url.QueryUnescape does ('+' is a
-// space, %XX a byte); ok is false where url.QueryUnescape fails.
+// space, %XX a byte, read through hexVal as UnescapeMandrillForm reads it);
+// ok is false where url.QueryUnescape fails.
 func unescapeQuery(dst, s []byte) ([]byte, bool) {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '+':
 			dst = append(dst, ' ')
 		case '%':
-			if i+2 >= len(s) || !ishex(s[i+1]) || !ishex(s[i+2]) {
+			if i+2 >= len(s) || hexVal[s[i+1]]|hexVal[s[i+2]] > 0x0f {
 				return dst, false
 			}
-			dst = append(dst, unhex(s[i+1])<<4|unhex(s[i+2]))
+			dst = append(dst, hexVal[s[i+1]]<<4|hexVal[s[i+2]])
 			i += 2
 		default:
 			dst = append(dst, c)
 		}
 	}
 	return dst, true
-}
-
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	default:
-		return c - 'a' + 10
-	}
 }
