@@ -75,20 +75,21 @@ func (p *Pipeline) Handler() http.Handler {
 // mailchimpheap_<role>_. kprom registers a client's metrics when it starts and
 // drops them when it closes, so a role has one live client at a time.
 func (p *Pipeline) KafkaHooks(role string) []kgo.Opt {
-	if p == nil {
-		return nil
-	}
-	return []kgo.Opt{kgo.WithHooks(kprom.NewMetrics("mailchimpheap", kprom.Subsystem(role), kprom.Registry(p.reg)))}
+	return p.kafkaHooks(role)
 }
 
 // KafkaSessionHooks are KafkaHooks for one of several clients of a role
 // alive at once (the mapper's sessions), told apart by a "session" label.
 func (p *Pipeline) KafkaSessionHooks(role string, session int) []kgo.Opt {
+	return p.kafkaHooks(role, kprom.WithStaticLabel(prometheus.Labels{"session": strconv.Itoa(session)}))
+}
+
+func (p *Pipeline) kafkaHooks(role string, opts ...kprom.Opt) []kgo.Opt {
 	if p == nil {
 		return nil
 	}
-	return []kgo.Opt{kgo.WithHooks(kprom.NewMetrics("mailchimpheap", kprom.Subsystem(role), kprom.Registry(p.reg),
-		kprom.WithStaticLabel(prometheus.Labels{"session": strconv.Itoa(session)})))}
+	opts = append([]kprom.Opt{kprom.Subsystem(role), kprom.Registry(p.reg)}, opts...)
+	return []kgo.Opt{kgo.WithHooks(kprom.NewMetrics("mailchimpheap", opts...))}
 }
 
 // Inc adds one to a counter of vec, when metrics are on.
