@@ -76,6 +76,7 @@ type Config struct {
 	MaxBatch   int           // events per request; default and at most heap.MaxBatch
 	MaxQueued  int           // events queued per app before its partitions pause (at most twice that: flowControl); default 5000, paced: less (queueAhead)
 	Linger     time.Duration // wait for a fuller batch; default 20ms
+	PollWait   time.Duration // longest poll before the backlog is observed again; default 250ms
 	MaxBackoff time.Duration // default 30s
 	ClientOpts []kgo.Opt
 }
@@ -96,6 +97,9 @@ func Run(ctx context.Context, cfg Config) error {
 		// event holds its record (the Avro bytes, ~0.5 KB with its share of
 		// the fetched batch), decoded only when its request is built.
 		cfg.MaxQueued = 5000
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 250 * time.Millisecond
 	}
 	if cfg.Linger <= 0 {
 		cfg.Linger = 20 * time.Millisecond
@@ -225,7 +229,7 @@ func (l *loop) run(ctx context.Context) error {
 		}
 	}()
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		pollCtx, cancel := context.WithTimeout(ctx, l.cfg.PollWait)
 		fetches := l.cl.PollRecords(pollCtx, l.cfg.MaxPoll)
 		cancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -542,6 +546,12 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			l.record(ctx, q.key, s)
 			l.mu.Lock()
 			q.inflight -= s.n
+			if q.paused && len(q.items)+q.inflight <= q.max/2 {
+				// Resume now, not after the poll loop's next poll: that
+				// waits on the paused partitions' fetch (up to its
+				// timeout) while this queue runs dry.
+				l.flowControl()
+			}
 			l.mu.Unlock()
 			q.poke()
 		}

@@ -97,3 +97,32 @@ func TestEmitterOtherAppsFlow(t *testing.T) {
 	down.Store(false)
 	waitFor(t, "all 3300 events after acme recovers", func() bool { return len(h.sink.Accepted()) == 3300 })
 }
+
+// TestEmitterResumesWhenDrained: an app whose queue filled (its partition
+// paused) resumes fetching as soon as its worker drained it to half, not
+// when the poll loop next wakes: with polls that wait ten minutes, the whole
+// backlog still arrives.
+func TestEmitterResumesWhenDrained(t *testing.T) {
+	h := newHarness(t)
+	var evs []events.Event
+	for i := range 1200 {
+		evs = append(evs, h.event(i, "acme"))
+	}
+	h.produceTo(t, 0, evs...)
+	var paused atomic.Int64
+	stop := h.run(t, 5*time.Second, func(c *emitter.Config) {
+		c.MaxQueued, c.MaxPoll, c.MaxBatch, c.PollWait = 200, 100, 100, 10*time.Minute
+		c.Observe = func(s emitter.Stats) {
+			if s.PausedPartitions > 0 {
+				paused.Add(1)
+			}
+		}
+	})
+	defer stop()
+	// A resumed partition joins the next fetch, after the one long-polling
+	// the empty partitions (FetchMaxWait, 1 s): some seconds in all.
+	waitFor(t, "1200 events", func() bool { return len(h.sink.Accepted()) == 1200 })
+	if paused.Load() == 0 {
+		t.Error("the partition never paused: the test did not exercise a resume")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
@@ -26,15 +27,29 @@ const RoleEnv = "PERF_ROLE"
 // CPU profile and, at exit, a heap profile (read with go tool pprof).
 const ProfileEnv = "PERF_PROFILE_DIR"
 
+// TraceEnv, set with ProfileEnv, adds an execution trace of each service
+// process (go tool trace): where a stage waits rather than computes.
+const TraceEnv = "PERF_TRACE"
+
 func profile(dir, name string) (stop func()) {
 	f, err := os.Create(filepath.Join(dir, name+".cpu.pprof"))
 	if err != nil {
 		return func() {}
 	}
 	pprof.StartCPUProfile(f)
+	var tf *os.File
+	if os.Getenv(TraceEnv) != "" {
+		if tf, err = os.Create(filepath.Join(dir, name+".trace")); err == nil {
+			trace.Start(tf)
+		}
+	}
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		if tf != nil {
+			trace.Stop()
+			tf.Close()
+		}
 		if h, err := os.Create(filepath.Join(dir, name+".heap.pprof")); err == nil {
 			pprof.Lookup("allocs").WriteTo(h, 0)
 			h.Close()
