@@ -198,41 +198,61 @@ func (e *Env) committed(ctx context.Context, group, topic string) (int64, error)
 }
 
 // throughput polls progress until it reaches total and returns units/s
-// counted from the first progress seen: start-up (process start, group join,
-// first fetch) is not the stage's throughput.
-func throughput(ctx context.Context, progress func() (int64, error), total int64, timeout time.Duration, alive func() error) (float64, error) {
+// counted from the first progress seen (start-up, process start and group
+// join to first fetch, is not the stage's throughput), and from the first
+// progress once steady reports true (nil: at once).
+func throughput(ctx context.Context, progress func() (int64, error), total int64, timeout time.Duration, alive func() error, steady func() bool) (drainRate, error) {
 	deadline := time.Now().Add(timeout)
-	var t0 time.Time
-	var n0 int64
+	var t0, ts time.Time
+	var n0, ns int64
 	for {
 		n, err := progress()
 		if err != nil {
-			return 0, err
+			return drainRate{}, err
 		}
 		now := time.Now()
 		if n > 0 && t0.IsZero() {
 			t0, n0 = now, n
 		}
+		if n > 0 && ts.IsZero() && (steady == nil || steady()) {
+			ts, ns = now, n
+		}
 		if n >= total {
 			if now.Sub(t0) <= 0 || n == n0 {
-				return 0, fmt.Errorf("all %d done in the first poll: raise the record count", total)
+				return drainRate{}, fmt.Errorf("all %d done in the first poll: raise the record count", total)
 			}
-			return float64(n-n0) / now.Sub(t0).Seconds(), nil
+			r := drainRate{First: float64(n-n0) / now.Sub(t0).Seconds()}
+			r.Steady, r.SteadyAfter = r.First, 0
+			if !ts.IsZero() && n > ns && now.Sub(ts) > 0 {
+				r.Steady, r.SteadyAfter = float64(n-ns)/now.Sub(ts).Seconds(), ts.Sub(t0)
+			} else if steady != nil {
+				r.NeverSteady = true
+			}
+			return r, nil
 		}
 		if alive != nil {
 			if err := alive(); err != nil {
-				return 0, err
+				return drainRate{}, err
 			}
 		}
 		if now.After(deadline) {
-			return 0, fmt.Errorf("%d of %d done within %s", n, total, timeout)
+			return drainRate{}, fmt.Errorf("%d of %d done within %s", n, total, timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return drainRate{}, ctx.Err()
 		case <-time.After(25 * time.Millisecond):
 		}
 	}
+}
+
+// drainRate is a backlog's drain rate in units/s: from the first unit done,
+// and from when the service was steady (steady reported true) with how long
+// after the first unit that was: a start-up rebalance lies between them.
+type drainRate struct {
+	First, Steady float64
+	SteadyAfter   time.Duration
+	NeverSteady   bool // done before it was steady: Steady is First
 }
 
 // loadResult is what a load generator saw.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -162,7 +163,8 @@ func serve(h http.Handler) (string, func(), error) {
 func (r *runner) mapper(ctx context.Context) error {
 	n := int64(r.opts.Records)
 	sessions := r.sessions()
-	var rates, floors, floorsN []float64
+	var rates, firsts, floors, floorsN []float64
+	var settle []string
 	for pass := range passes {
 		prefix := runPrefix(fmt.Sprintf("mapper%d", pass))
 		topics, err := r.env.Topics(ctx, prefix)
@@ -191,13 +193,19 @@ func (r *runner) mapper(ctx context.Context) error {
 				return fmt.Errorf("copy floor, %d sessions: %w", sessions, err)
 			}
 		}
-		rate, rss, err := r.runMapper(ctx, prefix, path, topics, n, fmt.Sprintf("mapper-%d", pass))
+		dr, rss, err := r.runMapper(ctx, prefix, path, topics, n, fmt.Sprintf("mapper-%d", pass))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.out, "perf:   mapper pass %d: %s events/s, floor %s (%.0f%%), %d-session floor %s (%.0f%%)\n",
-			pass+1, num(rate), num(floor), 100*rate/floor, sessions, num(floorN), 100*rate/floorN)
-		rates, floors, floorsN = append(rates, rate), append(floors, floor), append(floorsN, floorN)
+		rate := dr.Steady
+		s := fmt.Sprintf("%.2f s", dr.SteadyAfter.Seconds())
+		if dr.NeverSteady {
+			s = "never (done first)"
+		}
+		fmt.Fprintf(r.out, "perf:   mapper pass %d: %s events/s steady (group stable %s after the first commit; %s from it), floor %s (%.0f%%), %d-session floor %s (%.0f%%)\n",
+			pass+1, num(rate), s, num(dr.First), num(floor), 100*rate/floor, sessions, num(floorN), 100*rate/floorN)
+		rates, firsts, floors, floorsN = append(rates, rate), append(firsts, dr.First), append(floors, floor), append(floorsN, floorN)
+		settle = append(settle, s)
 		r.rss["mapper"] = max(r.rss["mapper"], rss)
 		r.mapperRuns = append(r.mapperRuns, mapperRun{prefix, path})
 	}
@@ -205,8 +213,12 @@ func (r *runner) mapper(ctx context.Context) error {
 	r.add(Row{Stage: "mapper", Metric: "throughput", Unit: "events/s", Figure: rate, Floor: floor,
 		FloorIs: "bare GroupTransactSession copy loop (read_committed, 2000 records per transaction, flushed) of the same records on the same broker",
 		Target:  ">= 40% of floor", Met: met(rate >= 0.4*floor),
-		Note: fmt.Sprintf("medians of %d passes, each the floor then the mapper on %d fresh raw records (3 Mandrill events : 1 audience webhook, 4 sources joining on a custom property: identities and campaign titles from Redis); pass ratios %s",
-			passes, n, ratios(rates, floors))})
+		Note: fmt.Sprintf("medians of %d passes, each the floor then the mapper on %d fresh raw records (3 Mandrill events : 1 audience webhook, 4 sources joining on a custom property: identities and campaign titles from Redis), counted once its group is stable with its %d sessions (stable after the first commit: %s); pass ratios %s",
+			passes, n, sessions, strings.Join(settle, ", "), ratios(rates, floors))})
+	first := median(firsts)
+	r.add(Row{Stage: "mapper", Metric: "throughput from the first commit", Unit: "events/s", Figure: first, Floor: floor,
+		FloorIs: "the same one-session copy loop", Target: "-",
+		Note: fmt.Sprintf("the same passes counted from the mapper's first commit, its sessions' start-up rebalance included; pass ratios %s", ratios(firsts, floors))})
 	if sessions == 1 {
 		return nil // the row above is like for like
 	}
@@ -218,13 +230,29 @@ func (r *runner) mapper(ctx context.Context) error {
 	return nil
 }
 
-func (r *runner) runMapper(ctx context.Context, prefix, sources string, topics kafka.Topics, n int64, name string) (float64, int64, error) {
+// runMapper runs the mapper over the backlog. Its steady rate counts from
+// when its group is stable with all its sessions holding partitions: the
+// sessions join one after another, and on kfake (no initial rebalance
+// delay) the second one's join is a rebalance of ~1 s, a good part of a
+// 300k-record run and not the mapper's throughput.
+func (r *runner) runMapper(ctx context.Context, prefix, sources string, topics kafka.Topics, n int64, name string) (drainRate, int64, error) {
 	c, err := r.env.Start("mapper", name, map[string]string{"SOURCES_FILE": sources, "TOPIC_PREFIX": prefix})
 	if err != nil {
-		return 0, 0, err
+		return drainRate{}, 0, err
 	}
+	var stable atomic.Bool
+	waitCtx, stopWait := context.WithCancel(ctx)
+	waited := make(chan struct{})
+	go func() {
+		defer close(waited)
+		if r.env.waitGroup(waitCtx, prefix+"mapper", r.sessions()) == nil {
+			stable.Store(true)
+		}
+	}()
 	rate, err := throughput(ctx, func() (int64, error) { return r.env.committed(ctx, prefix+"mapper", topics.Raw) },
-		n, time.Duration(n/200)*time.Second+90*time.Second, c.Exited)
+		n, time.Duration(n/200)*time.Second+90*time.Second, c.Exited, stable.Load)
+	stopWait()
+	<-waited
 	rss, _ := c.Stop()
 	return rate, rss, err
 }
@@ -405,9 +433,9 @@ func (r *runner) runEmitter(ctx context.Context, prefix, sources string, n int64
 		return 0, 0, heaptest.Stats{}, nil, err
 	}
 	rate, err := throughput(ctx, func() (int64, error) { st := sink.Stats(); return int64(st.Accepted + st.Duplicates), nil },
-		n, time.Duration(n/200)*time.Second+90*time.Second, c.Exited)
+		n, time.Duration(n/200)*time.Second+90*time.Second, c.Exited, nil)
 	rss, _ := c.Stop()
-	return rate, rss, sink.Stats(), sink, err
+	return rate.First, rss, sink.Stats(), sink, err
 }
 
 // postFloor posts evs as pre-encoded 1000-event bodies, one sender per app.
@@ -889,7 +917,7 @@ func (r *runner) memory(ctx context.Context) error {
 			return err
 		}
 		r.rss[fmt.Sprintf("mapper-%dx", size.x)] = rss
-		fmt.Fprintf(r.out, "perf:   mapper on %d records: %.0f events/s\n", n, rate)
+		fmt.Fprintf(r.out, "perf:   mapper on %d records: %.0f events/s\n", n, rate.Steady)
 		erate, erss, _, _, err := r.runEmitter(ctx, size.prefix, path, n, fmt.Sprintf("emitter-%dx", size.x))
 		if err != nil {
 			return err
