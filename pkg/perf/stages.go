@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 )
 
 // Options size a run. The defaults keep `make bench` under ten minutes on 2 cores.
@@ -211,7 +212,7 @@ func (r *runner) mapper(ctx context.Context) error {
 	}
 	rate, floor := median(rates), median(floors)
 	r.add(Row{Stage: "mapper", Metric: "throughput", Unit: "events/s", Figure: rate, Floor: floor,
-		FloorIs: "bare GroupTransactSession copy loop (read_committed, 2000 records per transaction, flushed) of the same records on the same broker",
+		FloorIs: fmt.Sprintf("bare GroupTransactSession copy loop (read_committed, %d records per transaction as the mapper's, flushed) of the same records on the same broker", mapper.DefaultMaxPoll),
 		Target:  ">= 40% of floor", Met: met(rate >= 0.4*floor),
 		Note: fmt.Sprintf("medians of %d passes, each the floor then the mapper on %d fresh raw records (3 Mandrill events : 1 audience webhook, 4 sources joining on a custom property: identities and campaign titles from Redis), counted once its group is stable with its %d sessions (stable after the first commit: %s); pass ratios %s",
 			passes, n, sessions, strings.Join(settle, ", "), ratios(rates, floors))})
@@ -352,7 +353,7 @@ func (c *copied) rate() (float64, error) {
 // mapper flushes, until c says all are copied.
 func copyLoop(ctx context.Context, sess *kgo.GroupTransactSession, out string, c *copied) error {
 	for {
-		fs := sess.PollRecords(ctx, 2000)
+		fs := sess.PollRecords(ctx, mapper.DefaultMaxPoll)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("copy loop: %w", err)
 		}
