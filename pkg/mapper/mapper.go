@@ -185,6 +185,19 @@ type loop struct {
 	cfg  Config
 	sess *kgo.GroupTransactSession
 	par  int // goroutines that map and encode a batch; 0: one per core
+	// arenas of encodeAll's chunks; reusable only while flushed is set
+	arenas  []*arena
+	flushed bool
+}
+
+// arena returns chunk part's arena with room for records: the last
+// transaction's, reset, when all its records were flushed, else a new one.
+func (m *loop) arena(part, records int) *arena {
+	if !m.flushed {
+		m.arenas[part] = &arena{}
+	}
+	m.arenas[part].reset(records)
+	return m.arenas[part]
 }
 
 func (m *loop) run(ctx context.Context) error {
@@ -205,18 +218,19 @@ func (m *loop) run(ctx context.Context) error {
 		if err := m.sess.Begin(); err != nil {
 			return fmt.Errorf("mapper: begin: %w", err)
 		}
-		promise := kgo.AbortingFirstErrPromise(m.sess.Client())
+		promise := newTxnPromise(m.sess.Client())
 		var tally tally
 		out, err := m.transform(ctx, recs)
 		if err == nil {
+			m.flushed = false // the arenas hold records now in the producer
 			for _, r := range out {
 				tally.add(m.cfg.Topics, r)
-				m.sess.Produce(ctx, r, promise.Promise())
+				m.sess.Produce(ctx, r, promise.promise())
 			}
 			// The transaction is whole: send what would wait out the
 			// producer's linger (10 ms by default) now. Produce errors come
 			// through the promise; a cancelled ctx only stops the hurry.
-			_ = m.sess.Client().Flush(ctx)
+			m.flushed = m.sess.Client().Flush(ctx) == nil
 			err = promise.Err()
 		}
 		// End gets its own deadline, never the shutdown context: a cancelled
@@ -247,6 +261,48 @@ func (m *loop) run(ctx context.Context) error {
 			m.cfg.Log.Debug("batch committed", zap.Int("in", len(recs)), zap.Int("out", tally.total))
 		}
 	}
+}
+
+// txnPromise is a transaction's produce promise: one function for all its
+// records (kgo's FirstErrPromise makes one a record), keeping the first
+// error and aborting what is still buffered once there is one.
+type txnPromise struct {
+	cl      *kgo.Client
+	pending sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	fn      func(*kgo.Record, error)
+}
+
+func newTxnPromise(cl *kgo.Client) *txnPromise {
+	p := &txnPromise{cl: cl}
+	p.fn = func(_ *kgo.Record, err error) {
+		defer p.pending.Done()
+		if err == nil {
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.err == nil {
+			p.err = err
+			p.pending.Go(func() { p.cl.AbortBufferedRecords(context.Background()) })
+		}
+	}
+	return p
+}
+
+// promise is the promise of one more record.
+func (p *txnPromise) promise() func(*kgo.Record, error) {
+	p.pending.Add(1)
+	return p.fn
+}
+
+// Err waits for every record's promise and returns the first error.
+func (p *txnPromise) Err() error {
+	p.pending.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // mapped is one input record's outcome.
@@ -377,8 +433,12 @@ func (m *loop) encodeAll(batch []mapped) []*kgo.Record {
 		at[i+1] = at[i] + len(mp.res.Events)
 	}
 	out := make([]*kgo.Record, at[len(batch)])
-	chunks(len(batch), m.workers(len(batch)), func(_, lo, hi int) {
-		a := newArena(at[hi] - at[lo])
+	w := m.workers(len(batch))
+	for len(m.arenas) < w {
+		m.arenas = append(m.arenas, &arena{})
+	}
+	chunks(len(batch), w, func(part, lo, hi int) {
+		a := m.arena(part, at[hi]-at[lo])
 		for i := lo; i < hi; i++ {
 			for j, e := range batch[i].res.Events {
 				out[at[i]+j] = eventRecord(m.cfg.Topics, m.cfg.Codec, e, a)
@@ -590,15 +650,37 @@ func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) *kgo.Recor
 
 // arena hands out a chunk's records, headers and bytes from a few large
 // blocks instead of five allocations a record; what it hands out is never
-// written again, so a block lives as long as any record in it.
+// written again while any record in it may be read. A session reuses its
+// arenas once a transaction's records were all flushed (reset): about a
+// fifth of the mapper's allocated bytes otherwise.
 type arena struct {
-	recs []kgo.Record
-	hdrs []kgo.RecordHeader
-	buf  []byte
+	recs   []kgo.Record
+	hdrs   []kgo.RecordHeader
+	buf    []byte
+	blocks [][]byte // buf is blocks[block]
+	block  int
 }
 
 func newArena(records int) *arena {
-	return &arena{recs: make([]kgo.Record, 0, records), hdrs: make([]kgo.RecordHeader, 0, 4*records)}
+	a := &arena{}
+	a.reset(records)
+	return a
+}
+
+// reset makes the arena's room for records free again. Caller: nothing
+// handed out before is read again (the producer flushed it).
+func (a *arena) reset(records int) {
+	if cap(a.recs) < records {
+		a.recs = make([]kgo.Record, 0, records)
+	}
+	if cap(a.hdrs) < 4*records {
+		a.hdrs = make([]kgo.RecordHeader, 0, 4*records)
+	}
+	a.recs, a.hdrs, a.block = a.recs[:0], a.hdrs[:0], 0
+	a.buf = nil
+	if len(a.blocks) > 0 {
+		a.buf = a.blocks[0][:0]
+	}
 }
 
 // free returns room to append a record's bytes to; keep takes them.
@@ -607,7 +689,13 @@ func (a *arena) free() []byte {
 		return nil
 	}
 	if cap(a.buf)-len(a.buf) < 1024 {
-		a.buf = make([]byte, 0, 64<<10)
+		if a.buf != nil {
+			a.block++
+		}
+		if a.block == len(a.blocks) {
+			a.blocks = append(a.blocks, make([]byte, 0, 64<<10))
+		}
+		a.buf = a.blocks[a.block][:0]
 	}
 	return a.buf[len(a.buf):len(a.buf)]
 }
