@@ -188,6 +188,7 @@ type loop struct {
 	// arenas of encodeAll's chunks; reusable only while flushed is set
 	arenas  []*arena
 	flushed bool
+	evs     [][]events.Event // mapAll's chunks' events, reused (clearEvents)
 }
 
 // arena returns chunk part's arena with room for records: the last
@@ -325,6 +326,7 @@ func (m *loop) transform(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record
 		}
 	}
 	out, ok := m.mapAll(recs)
+	defer m.clearEvents() // ok's events are encoded into the output by then
 	// Identities and campaign titles are independent lookups (they set
 	// different fields of the events): the identity pipelines run while the
 	// campaign metadata is stored and titles are looked up.
@@ -392,9 +394,18 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 	w := m.workers(len(recs))
 	deads := make([][]*kgo.Record, w)
 	oks := make([][]mapped, w)
+	for len(m.evs) < w {
+		m.evs = append(m.evs, nil)
+	}
 	chunks(len(recs), w, func(part, lo, hi int) {
 		var dead []*kgo.Record
 		ok := make([]mapped, 0, hi-lo) // mapped is large: grow it once
+		// The chunk's events in one array, the last transaction's: its
+		// events were encoded and cleared (transform) before this one maps.
+		evs := m.evs[part][:0]
+		if cap(evs) < hi-lo {
+			evs = make([]events.Event, 0, (hi-lo)*5/4)
+		}
 		var lp lineageParser
 		srcs := map[string]*config.Source{}
 		for _, r := range recs[lo:hi] {
@@ -411,19 +422,31 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 				srcs[srcID] = src
 			}
 			lin := lp.lineage(r)
-			res, err := mapping.Map(*src, lin.Kind, r.Value, lin)
+			res, grown, err := mapping.MapAppend(evs, src, lin.Kind, r.Value, lin)
 			if err != nil {
 				dead = append(dead, m.rawDead(r, err.Error()))
 				continue
 			}
+			evs = grown
 			ok = append(ok, mapped{rec: r, source: src, res: res})
 		}
+		m.evs[part] = evs
 		deads[part], oks[part] = dead, ok
 	})
 	if w == 1 {
 		return deads[0], oks[0]
 	}
 	return slices.Concat(deads...), slices.Concat(oks...)
+}
+
+// clearEvents drops the mapped events' references (to the polled records'
+// bytes) once they are encoded, keeping their arrays for the next
+// transaction.
+func (m *loop) clearEvents() {
+	for i, evs := range m.evs {
+		clear(evs)
+		m.evs[i] = evs[:0]
+	}
 }
 
 // encodeAll encodes and routes the batch's events on every core, in order.

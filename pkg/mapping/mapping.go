@@ -36,7 +36,27 @@ type EmailChange struct {
 // Map maps one payload unit of the given kind for src. An error wraps
 // mailchimp.ErrMalformed when the payload can never be mapped.
 func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
-	b := builder{src: src, lin: lin}
+	res, _, err := MapAppend(nil, &src, kind, raw, lin)
+	return res, err
+}
+
+// MapAppend is Map with the events appended to evs, as append does: it
+// returns the result, whose Events is the appended part (capacity capped),
+// and evs grown by it. A caller mapping many payloads gives their events
+// one array (the mapper: one per transaction chunk, reused).
+func MapAppend(evs []events.Event, src *config.Source, kind string, raw []byte, lin events.Lineage) (Result, []events.Event, error) {
+	b := builder{src: src, lin: lin, out: Result{Events: evs}}
+	res, err := b.mapKind(kind, raw)
+	if err != nil || len(b.out.Events) == len(evs) {
+		res.Events = nil
+		return res, evs, err
+	}
+	all := b.out.Events
+	res.Events = all[len(evs):len(all):len(all)]
+	return res, all, nil
+}
+
+func (b *builder) mapKind(kind string, raw []byte) (Result, error) {
 	switch kind {
 	case mailchimp.KindListWebhook:
 		w, err := mailchimp.ParseListWebhook(raw)
@@ -68,7 +88,7 @@ func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result
 }
 
 type builder struct {
-	src config.Source
+	src *config.Source
 	lin events.Lineage
 	out Result
 }

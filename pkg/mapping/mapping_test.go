@@ -85,6 +85,24 @@ func mapOK(t *testing.T, src config.Source, kind string, raw []byte) mapping.Res
 	if err != nil {
 		t.Fatalf("Map(%s) error = %v", kind, err)
 	}
+	// MapAppend maps the same onto a shared array, past what it holds.
+	before := events.Event{ID: "earlier", Name: "kept"}
+	for _, room := range []int{0, 1, 8} { // reallocating, and in place
+		evs := append(make([]events.Event, 0, 1+room), before)
+		got, grown, err := mapping.MapAppend(evs, &src, kind, raw, lineage)
+		if err != nil {
+			t.Fatalf("MapAppend(%s) error = %v", kind, err)
+		}
+		if diff := cmp.Diff(res, got); diff != "" {
+			t.Errorf("MapAppend(%s, room %d) differs from Map (-Map +MapAppend):\n%s", kind, room, diff)
+		}
+		if want := append([]events.Event{before}, res.Events...); !cmp.Equal(grown, want) {
+			t.Errorf("MapAppend(%s, room %d) grew the array to %d events, want the earlier one and the result's %d", kind, room, len(grown), len(res.Events))
+		}
+		if len(got.Events) > 0 && cap(got.Events) != len(got.Events) {
+			t.Errorf("MapAppend(%s): result's events have room past them (cap %d, len %d): a later append would share it", kind, cap(got.Events), len(got.Events))
+		}
+	}
 	return res
 }
 
@@ -517,6 +535,11 @@ func TestMapMalformed(t *testing.T) {
 			got, err := mapping.Map(acme(t), tt.kind, []byte(tt.raw), lineage)
 			if err == nil {
 				t.Fatalf("Map() = %+v, want error", got)
+			}
+			src := acme(t)
+			evs := make([]events.Event, 1, 4)
+			if _, grown, err := mapping.MapAppend(evs, &src, tt.kind, []byte(tt.raw), lineage); err == nil || len(grown) != 1 {
+				t.Errorf("MapAppend() = %d events, error %v; want the 1 given back and an error", len(grown), err)
 			}
 			if !errors.Is(err, mailchimp.ErrMalformed) {
 				t.Errorf("error %v does not wrap mailchimp.ErrMalformed", err)
