@@ -94,6 +94,12 @@ func ClientOpts(brokers []string, log *zap.Logger) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(kzap.New(log.Named("kgo"), kzap.Level(kgo.LogLevelWarn))),
+		// A produce error that needs fresh metadata (a moved leader, a new
+		// topic's first writes) holds its batches until the next refresh,
+		// which kgo spaces by this (default 5 s): a mapper transaction's
+		// flush then waited ~5 s on Apache Kafka. The Java client's
+		// retry.backoff.ms is 100 ms.
+		kgo.MetadataMinAge(500 * time.Millisecond),
 	}
 }
 
