@@ -34,7 +34,8 @@ type EmailChange struct {
 }
 
 // Map maps one payload unit of the given kind for src. An error wraps
-// mailchimp.ErrMalformed when the payload can never be mapped.
+// mailchimp.ErrMalformed when the payload can never be mapped. It puts a
+// copy of src on the heap; the mapper's hot path is MapAppend.
 func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
 	res, _, err := MapAppend(nil, &src, kind, raw, lin)
 	return res, err
