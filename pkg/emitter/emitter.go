@@ -453,9 +453,16 @@ func (l *loop) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.
 func (l *loop) drop(m map[string][]int32, mark bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	resume := map[string][]int32{}
 	for topic, parts := range m {
 		for _, part := range parts {
 			key := tp{topic, part}
+			if l.paused[key] {
+				// kgo keeps a partition paused across a revoke: were it
+				// assigned back, nothing here would resume it.
+				resume[topic] = append(resume[topic], part)
+				delete(l.paused, key)
+			}
 			p := l.parts[key]
 			if p == nil {
 				continue
@@ -465,8 +472,10 @@ func (l *loop) drop(m map[string][]int32, mark bool) {
 			}
 			p.gone = true
 			delete(l.parts, key)
-			delete(l.paused, key)
 		}
+	}
+	if len(resume) > 0 {
+		l.cl.ResumeFetchPartitions(resume)
 	}
 	for _, q := range l.queues {
 		q.items = slices.DeleteFunc(q.items, func(it *item) bool { return it.p.gone })
@@ -546,10 +555,11 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			l.record(ctx, q.key, s)
 			l.mu.Lock()
 			q.inflight -= s.n
-			if q.paused && len(q.items)+q.inflight <= q.max/2 {
-				// Resume now, not after the poll loop's next poll: that
-				// waits on the paused partitions' fetch (up to its
-				// timeout) while this queue runs dry.
+			if n := len(q.items) + q.inflight; q.paused && n <= q.max/2 || n < q.max/2 && l.pausedFor(q) {
+				// Resume now (this queue drained, or it is short and a
+				// partition paused for another app holds its events), not
+				// after the poll loop's next poll: that waits on the paused
+				// partitions' fetch (up to PollWait) while this queue runs dry.
 				l.flowControl()
 			}
 			l.mu.Unlock()

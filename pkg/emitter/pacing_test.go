@@ -126,3 +126,41 @@ func TestEmitterResumesWhenDrained(t *testing.T) {
 		t.Error("the partition never paused: the test did not exercise a resume")
 	}
 }
+
+// TestEmitterResumesReassignedPartitions: partitions paused by flow control
+// (Heap down for the app) that are revoked while paused, for a member that
+// joins and leaves, and then assigned back, are fetched again: kgo keeps a
+// partition paused across a revoke, so the emitter resumes what it drops.
+func TestEmitterResumesReassignedPartitions(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	var h *harness
+	h = newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+		if down.Load() && req.AppID == h.prefix+"app" {
+			return &heaptest.Fault{Status: 503}
+		}
+		return nil
+	}))
+	for p := range int32(3) {
+		var evs []events.Event
+		for i := range 1000 {
+			evs = append(evs, h.event(int(p)*1000+i, "acme"))
+		}
+		h.produceTo(t, p, evs...)
+	}
+	observe := func(paused *atomic.Int64) func(c *emitter.Config) {
+		return func(c *emitter.Config) {
+			c.MaxQueued, c.MaxPoll = 200, 100
+			c.Observe = func(s emitter.Stats) { paused.Store(int64(s.PausedPartitions)) }
+		}
+	}
+	var pausedA, pausedB atomic.Int64
+	stopA := h.run(t, time.Second, observe(&pausedA))
+	defer stopA()
+	waitFor(t, "the first member to pause all 3 partitions", func() bool { return pausedA.Load() == 3 })
+	stopB := h.run(t, time.Second, observe(&pausedB))
+	waitFor(t, "the second member to take and pause a partition", func() bool { return pausedB.Load() > 0 })
+	stopB() // it leaves: its partitions go back to the first member
+	down.Store(false)
+	waitFor(t, "all 3000 events", func() bool { return len(h.sink.Accepted()) >= 3000 })
+}

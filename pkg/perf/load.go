@@ -205,6 +205,7 @@ func throughput(ctx context.Context, progress func() (int64, error), total int64
 	deadline := time.Now().Add(timeout)
 	var t0, ts time.Time
 	var n0, ns int64
+	seen := int64(-1) // progress at the first poll that saw it steady
 	for {
 		n, err := progress()
 		if err != nil {
@@ -214,7 +215,12 @@ func throughput(ctx context.Context, progress func() (int64, error), total int64
 		if n > 0 && t0.IsZero() {
 			t0, n0 = now, n
 		}
-		if n > 0 && ts.IsZero() && (steady == nil || steady()) {
+		if seen < 0 && (steady == nil || steady()) {
+			seen = n
+		}
+		// The steady window starts at a poll that saw a commit: a poll
+		// between commits would count a transaction in flight whole.
+		if ts.IsZero() && seen >= 0 && n > seen {
 			ts, ns = now, n
 		}
 		if n >= total {
