@@ -45,11 +45,10 @@ func TestEmitterPacesUnderHeapLimits(t *testing.T) {
 	}
 }
 
-// TestEmitterOtherAppsFlow: while one app's Heap requests fail, its backlog
-// stays bounded (its partitions pause) and another app's events, on other
-// partitions, flow.
-func TestEmitterOtherAppsFlow(t *testing.T) {
-	var down atomic.Bool
+// acmeDown is a harness whose Heap stand-in answers 503 to acme's app while
+// down is set (it starts set).
+func acmeDown(t *testing.T) (*harness, *atomic.Bool) {
+	down := new(atomic.Bool)
 	down.Store(true)
 	var h *harness
 	h = newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
@@ -58,6 +57,14 @@ func TestEmitterOtherAppsFlow(t *testing.T) {
 		}
 		return nil
 	}))
+	return h, down
+}
+
+// TestEmitterOtherAppsFlow: while one app's Heap requests fail, its backlog
+// stays bounded (its partitions pause) and another app's events, on other
+// partitions, flow.
+func TestEmitterOtherAppsFlow(t *testing.T) {
+	h, down := acmeDown(t)
 	var acme, beta []events.Event
 	for i := range 3000 {
 		acme = append(acme, h.event(i, "acme"))
@@ -132,15 +139,7 @@ func TestEmitterResumesWhenDrained(t *testing.T) {
 // joins and leaves, and then assigned back, are fetched again: kgo keeps a
 // partition paused across a revoke, so the emitter resumes what it drops.
 func TestEmitterResumesReassignedPartitions(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	var h *harness
-	h = newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
-		if down.Load() && req.AppID == h.prefix+"app" {
-			return &heaptest.Fault{Status: 503}
-		}
-		return nil
-	}))
+	h, down := acmeDown(t)
 	for p := range int32(3) {
 		var evs []events.Event
 		for i := range 1000 {
