@@ -684,12 +684,6 @@ type arena struct {
 	block  int
 }
 
-func newArena(records int) *arena {
-	a := &arena{}
-	a.reset(records)
-	return a
-}
-
 // reset makes the arena's room for records free again. Caller: nothing
 // handed out before is read again (the producer flushed it).
 func (a *arena) reset(records int) {
