@@ -199,8 +199,9 @@ func (e *Env) committed(ctx context.Context, group, topic string) (int64, error)
 
 // throughput polls progress until it reaches total and returns units/s
 // counted from the first progress seen (start-up, process start and group
-// join to first fetch, is not the stage's throughput), and from the first
-// progress once steady reports true (nil: at once).
+// join to first fetch, is not the stage's throughput), and counted from the
+// first progress after the poll where steady first reported true (nil: true
+// at the first poll).
 func throughput(ctx context.Context, progress func() (int64, error), total int64, timeout time.Duration, alive func() error, steady func() bool) (drainRate, error) {
 	deadline := time.Now().Add(timeout)
 	var t0, ts time.Time
