@@ -63,8 +63,14 @@ type harness struct {
 
 func newHarness(t *testing.T, opts ...heaptest.Option) *harness {
 	t.Helper()
+	return newHarnessOf(t, 3, opts...)
+}
+
+// newHarnessOf is newHarness with topics of the given partitions.
+func newHarnessOf(t *testing.T, partitions int32, opts ...heaptest.Option) *harness {
+	t.Helper()
 	brokers := kafkatest.Brokers(t)
-	h := &harness{brokers: brokers, topics: kafkatest.Topics(t, brokers, 3), sink: heaptest.NewServer(t, opts...),
+	h := &harness{brokers: brokers, topics: kafkatest.Topics(t, brokers, partitions), sink: heaptest.NewServer(t, opts...),
 		prefix: kafkatest.Prefix(t)}
 	var err error
 	if h.codec, err = events.NewCodec(); err != nil {

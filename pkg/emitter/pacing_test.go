@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
@@ -45,13 +47,13 @@ func TestEmitterPacesUnderHeapLimits(t *testing.T) {
 	}
 }
 
-// acmeDown is a harness whose Heap stand-in answers 503 to acme's app while
-// down is set (it starts set).
-func acmeDown(t *testing.T) (*harness, *atomic.Bool) {
+// acmeDown is a harness, on topics of the given partitions, whose Heap
+// stand-in answers 503 to acme's app while down is set (it starts set).
+func acmeDown(t *testing.T, partitions int32) (*harness, *atomic.Bool) {
 	down := new(atomic.Bool)
 	down.Store(true)
 	var h *harness
-	h = newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+	h = newHarnessOf(t, partitions, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
 		if down.Load() && req.AppID == h.prefix+"app" {
 			return &heaptest.Fault{Status: 503}
 		}
@@ -64,7 +66,7 @@ func acmeDown(t *testing.T) (*harness, *atomic.Bool) {
 // stays bounded (its partitions pause) and another app's events, on other
 // partitions, flow.
 func TestEmitterOtherAppsFlow(t *testing.T) {
-	h, down := acmeDown(t)
+	h, down := acmeDown(t, 3)
 	var acme, beta []events.Event
 	for i := range 3000 {
 		acme = append(acme, h.event(i, "acme"))
@@ -138,8 +140,10 @@ func TestEmitterResumesWhenDrained(t *testing.T) {
 // (Heap down for the app) that are revoked while paused, for a member that
 // joins and leaves, and then assigned back, are fetched again: kgo keeps a
 // partition paused across a revoke, so the emitter resumes what it drops.
+// A fourth partition stays empty: with every partition held the emitter
+// would stop polling instead of pausing them.
 func TestEmitterResumesReassignedPartitions(t *testing.T) {
-	h, down := acmeDown(t)
+	h, down := acmeDown(t, 4)
 	for p := range int32(3) {
 		var evs []events.Event
 		for i := range 1000 {
@@ -156,10 +160,62 @@ func TestEmitterResumesReassignedPartitions(t *testing.T) {
 	var pausedA, pausedB atomic.Int64
 	stopA := h.run(t, time.Second, observe(&pausedA))
 	defer stopA()
-	waitFor(t, "the first member to pause all 3 partitions", func() bool { return pausedA.Load() == 3 })
+	waitFor(t, "the first member to pause the 3 partitions with events", func() bool { return pausedA.Load() == 3 })
 	stopB := h.run(t, time.Second, observe(&pausedB))
 	waitFor(t, "the second member to take and pause a partition", func() bool { return pausedB.Load() > 0 })
 	stopB() // it leaves: its partitions go back to the first member
 	down.Store(false)
 	waitFor(t, "all 3000 events", func() bool { return len(h.sink.Accepted()) >= 3000 })
+}
+
+// TestEmitterFetchesBacklogOnce: a backlog ten times the queue's bound, on
+// partitions that all carried the app before, is fetched once. With every
+// partition held the emitter stops polling instead of pausing them all: kgo
+// drops a paused partition's buffered records and fetches them again once
+// it is resumed. The queue stays bounded all the same.
+func TestEmitterFetchesBacklogOnce(t *testing.T) {
+	h := newHarness(t)
+	produce := func(from, per int) {
+		for p := range 3 {
+			var evs []events.Event
+			for i := range per {
+				evs = append(evs, h.event(from+p*per+i, "acme"))
+			}
+			h.produceTo(t, int32(p), evs...)
+		}
+	}
+	produce(0, 10)
+	var read, maxQueued, held atomic.Int64
+	stop := h.run(t, 5*time.Second, func(c *emitter.Config) {
+		c.MaxQueued, c.MaxPoll, c.MaxBatch = 300, 100, 100
+		c.ClientOpts = append(c.ClientOpts, kgo.WithHooks(batchReads{&read}))
+		c.Observe = func(s emitter.Stats) {
+			maxQueued.Store(max(maxQueued.Load(), int64(s.Queued)))
+			if s.PausedPartitions == 3 {
+				held.Add(1)
+			}
+		}
+	})
+	defer stop()
+	// Every partition carried acme: a full queue now holds them all.
+	waitFor(t, "the first 30 events", func() bool { return len(h.sink.Accepted()) == 30 })
+	produce(30, 1000)
+	waitFor(t, "3030 events", func() bool { return len(h.sink.Accepted()) == 3030 })
+	if held.Load() == 0 {
+		t.Error("the partitions were never held: the test did not exercise flow control")
+	}
+	if n := read.Load(); n != 3030 {
+		t.Errorf("kgo read %d records for 3030", n)
+	}
+	// The bound: MaxQueued plus at most one poll.
+	if q := maxQueued.Load(); q > 300+100 {
+		t.Errorf("queued up to %d events", q)
+	}
+}
+
+// batchReads counts the records kgo decoded from fetched batches.
+type batchReads struct{ n *atomic.Int64 }
+
+func (b batchReads) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	b.n.Add(int64(m.NumRecords))
 }
