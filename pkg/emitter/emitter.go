@@ -624,8 +624,9 @@ func (l *loop) work(ctx context.Context, q *queue) {
 	var stages sync.WaitGroup
 	stages.Go(func() {
 		defer close(sent)
+		var evs []heap.Event // each request's, reused
 		for batch := range ready {
-			s, ok := l.deliver(ctx, q.key, batch)
+			s, ok := l.deliver(ctx, q.key, batch, &evs)
 			if !ok {
 				return // ctx ended: undelivered events stay uncommitted
 			}
@@ -872,11 +873,11 @@ type sentBatch struct {
 
 // deliver paces a prepared batch and sends it to Heap. It returns false
 // only when ctx ended first.
-func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item) (sentBatch, bool) {
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item, evs *[]heap.Event) (sentBatch, bool) {
 	if !l.pace(ctx, k, batch[0].src, batch) {
 		return sentBatch{}, false
 	}
-	delivered, dead, err := l.send(ctx, k, batch)
+	delivered, dead, err := l.send(ctx, k, batch, evs)
 	if err != nil {
 		return sentBatch{}, false
 	}
@@ -1052,12 +1053,15 @@ type deadItem struct {
 
 // send delivers items, retrying what may succeed later and splitting a
 // rejected request until the bad events are isolated. It returns the
-// delivered items and the dead letters, or ctx's error.
-func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []deadItem, error) {
-	evs := make([]heap.Event, len(items))
-	for i, it := range items {
-		evs[i] = it.ev
+// delivered items and the dead letters, or ctx's error. It builds each
+// request's events in scratch, whose array it reuses: Track is done with
+// them when it returns.
+func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]heap.Event) ([]*item, []deadItem, error) {
+	evs := (*scratch)[:0]
+	for _, it := range items {
+		evs = append(evs, it.ev)
 	}
+	*scratch = evs
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = l.cfg.MaxBackoff
@@ -1074,11 +1078,11 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item) ([]*item, []
 				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error()), items[0].src.ID}}, nil
 			}
 			half := len(items) / 2
-			okA, deadA, err := l.send(ctx, k, items[:half])
+			okA, deadA, err := l.send(ctx, k, items[:half], scratch)
 			if err != nil {
 				return nil, nil, err
 			}
-			okB, deadB, err := l.send(ctx, k, items[half:])
+			okB, deadB, err := l.send(ctx, k, items[half:], scratch)
 			return append(okA, okB...), append(deadA, deadB...), err
 		}
 		l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "retryable")

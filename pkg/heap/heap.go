@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -181,8 +184,10 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	if len(evs) > MaxBatch {
 		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, len(evs), MaxBatch, ErrRejected)
 	}
-	body, err := appendTrackRequest(make([]byte, 0, trackRequestSize(appID, evs)), appID, evs)
-	if err != nil {
+	body := newBody()
+	var err error
+	if *body.buf, err = appendTrackRequest(slices.Grow((*body.buf)[:0], trackRequestSize(appID, evs)), appID, evs); err != nil {
+		body.Close()
 		return fmt.Errorf("heap track app %s: %w: %w", appID, ErrRejected, err)
 	}
 	if c.Timeout > 0 {
@@ -190,10 +195,13 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+TrackPath, bytes.NewReader(body))
+	body.r.Reset(*body.buf)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+TrackPath, body)
 	if err != nil {
+		body.Close()
 		return fmt.Errorf("heap track app %s: %w", appID, err)
 	}
+	req.ContentLength = int64(len(*body.buf))
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
@@ -213,6 +221,32 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Body:       strings.TrimSpace(string(msg)),
 	})
+}
+
+// body is one request's body. Its buffer is reused once the transport
+// closed it (the transport may still be writing it after Do returned); the
+// body itself is not, so a late second Close cannot touch a later request.
+type body struct {
+	buf    *[]byte
+	r      bytes.Reader
+	closed atomic.Bool
+}
+
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+func newBody() *body { return &body{buf: bodyBufs.Get().(*[]byte)} }
+
+func (b *body) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Close gives the buffer back, once however often it is called.
+func (b *body) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.r.Reset(nil)
+		if cap(*b.buf) <= 4<<20 { // a rare huge body is not kept
+			bodyBufs.Put(b.buf)
+		}
+	}
+	return nil
 }
 
 func parseRetryAfter(v string, now time.Time) time.Duration { return retryafter.Parse(v, now) }

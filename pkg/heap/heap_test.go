@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -467,5 +468,49 @@ func TestRetryableNil(t *testing.T) {
 	}
 	if RetryAfter(nil) != 0 || RetryAfter(errors.New("x")) != 0 {
 		t.Error("RetryAfter of a non-status error is not zero")
+	}
+}
+
+// TestTrackBodiesNotSharedEarly: request buffers are reused, but only once
+// the transport is done with them. The server answers half the requests
+// before reading their bodies, so the transport may still be writing one
+// after Track returned; every body read in full must still be its own
+// request's (run with -race).
+func TestTrackBodiesNotSharedEarly(t *testing.T) {
+	var bad, n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req TrackRequest
+		if n.Add(1)%2 == 0 {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			bad.Add(1)
+			return
+		}
+		for _, e := range req.Events {
+			if !strings.HasPrefix(e.Identity, req.AppID+"-") {
+				bad.Add(1)
+			}
+		}
+	}))
+	defer srv.Close()
+	c := &Client{HTTP: srv.Client()}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			app := strconv.Itoa(g)
+			evs := make([]Event, MaxBatch)
+			for i := range evs {
+				evs[i] = Event{Identity: app + "-" + strconv.Itoa(i), Event: "e", IdempotencyKey: strings.Repeat("k", 64)}
+			}
+			for range 20 {
+				c.Track(context.Background(), srv.URL, app, evs) // half fail: 400
+			}
+		})
+	}
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d bodies held another request's events", n)
 	}
 }

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,50 @@ func TestFailsWithoutRedis(t *testing.T) {
 	}
 	if _, err := s.Delivered(context.Background(), "app1", k); err == nil {
 		t.Error("Delivered on a closed client: want an error")
+	}
+}
+
+// TestMembers: an id of 32 lowercase hex digits (every event id) is kept as
+// its 16 bytes; any other id as itself, and each is found again by its own
+// id only.
+func TestMembers(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.PrivateClient(t)
+	s := ledger.NewStore(rdb, time.Hour)
+	at := time.Date(2026, 10, 2, 14, 0, 0, 0, time.UTC)
+	hexID := "00ff10a0b1c2d3e4f5061728394a5b6c"
+	tests := []struct {
+		id, member string
+	}{
+		{hexID, "\x00\xff\x10\xa0\xb1\xc2\xd3\xe4\xf5\x06\x17\x28\x39\x4a\x5b\x6c"},
+		{strings.ToUpper(hexID), strings.ToUpper(hexID)}, // not an event id's form: kept whole
+		{"acme-17", "acme-17"},
+		{hexID[:31] + "g", hexID[:31] + "g"},
+		{hexID + "0", hexID + "0"},
+	}
+	for _, tt := range tests {
+		k := []ledger.Key{{ID: tt.id, Time: at}}
+		if err := s.Record(ctx, "members", k); err != nil {
+			t.Fatal(err)
+		}
+		set := fmt.Sprintf("mh:delivered:{members}:h%d", at.Unix()/3600)
+		if ok, err := rdb.SIsMember(ctx, set, tt.member).Result(); err != nil || !ok {
+			t.Errorf("%q: member %q in %s = %v, %v; want true", tt.id, tt.member, set, ok, err)
+		}
+		if err := rdb.Del(ctx, set).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Recorded together, each is found by its own id and by no other.
+	var all []ledger.Key
+	for _, tt := range tests {
+		all = append(all, ledger.Key{ID: tt.id, Time: at})
+	}
+	if err := s.Record(ctx, "members", all[:1]); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.Delivered(ctx, "members", all)
+	if err != nil || len(seen) != 1 || !seen[hexID] {
+		t.Errorf("Delivered = %v, %v; want only %s", seen, err, hexID)
 	}
 }

@@ -24,6 +24,7 @@ func main() {
 	stages := flag.String("stages", strings.Join(o.Stages, ","), "stages to run, in order: "+strings.Join(perf.AllStages, ","))
 	out := flag.String("json", "bench.json", "where to write the JSON report")
 	flag.IntVar(&o.Records, "records", o.Records, "mapper and emitter throughput backlog, in records")
+	flag.IntVar(&o.Passes, "passes", o.Passes, "mapper and emitter passes, each the service and its floor; medians are reported")
 	flag.IntVar(&o.MemoryRecords, "memory-records", o.MemoryRecords, "the memory stage's small backlog, in records")
 	flag.IntVar(&o.MemoryFactor, "memory-factor", o.MemoryFactor, "the memory stage's large backlog is memory-records times this")
 	flag.DurationVar(&o.Pacing, "pacing", envDuration("PERF_PACING", o.Pacing), "time at Heap's real limits (env PERF_PACING)")
