@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -167,19 +168,16 @@ type partition struct {
 	gone    bool // revoked: its queued items are abandoned
 }
 
-// item is one queued event. It keeps the record's Avro bytes, not the
-// decoded event: prepare decodes a request's events when it builds it, so a
-// backlog costs its records and no more.
+// item is one queued event: its Heap event, encoded when it was polled
+// (ev.JSON, in the allocation of its record's compact copy), with the
+// fields the emitter still reads beside it.
 type item struct {
 	e        *entry
 	p        *partition
 	src      *config.Source
-	identity string
-
-	// Set by prepare for the request the item goes in.
-	ev       heap.Event
-	at       time.Time // the Mailchimp event's time
-	received time.Time // ingress receipt
+	ev       heap.Event // JSON, Identity, Event and IdempotencyKey
+	at       time.Time  // the Mailchimp event's time
+	received time.Time  // ingress receipt
 }
 
 type queue struct {
@@ -213,7 +211,9 @@ type loop struct {
 	sources map[string]*config.Source
 	// header names, one copy each: a polled record's may point into its batch.
 	headerKeys map[string]string
-	apps       map[string]string // interned app ids
+	apps       map[string]string // interned app ids and event names
+	props      []heap.Property   // accept's, reused
+	ts         [32]byte          // accept's, reused
 	// stall: every assigned partition is held, so the poll loop stops
 	// polling rather than pausing them all (flowControl); unstall wakes it.
 	stall   bool
@@ -323,18 +323,35 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		}
 		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
-		// The rest is decoded when its request is built (prepare).
-		sourceID, appID, identity, err := l.cfg.Codec.RouteBytes(r.Value)
+		// The event is decoded once, here, and kept encoded for Heap: its
+		// strings share r's bytes, which its batch reuses once recycled.
+		ev, err := l.cfg.Codec.DecodeView(r.Value)
 		if err != nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
 		}
-		src := l.source(sourceID)
+		src := l.source(ev.SourceID)
 		if src == nil {
-			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+string(sourceID))), append(deadEntries, e)
+			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID)), append(deadEntries, e)
 			continue
 		}
-		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: l.intern(appID)}
+		hev := heapEvent(l.props[:0], ev, heap.AppendTimestamp(l.ts[:0], ev.Time))
+		l.props = hev.Props[:0]
+		qd := &queued{}
+		rec, rest := l.compact(r, &qd.rec, qd.hdrs[:0], heap.EventSize(hev))
+		js, err := heap.AppendEvent(rest, hev)
+		if err != nil {
+			dead, deadEntries = append(dead, l.deadLetter(r, "not encodable for Heap: "+err.Error())), append(deadEntries, e)
+			continue
+		}
+		e.rec = rec
+		keys := ev.ID + ev.Identity // one copy for both
+		qd.it = item{e: e, p: p, src: src, at: ev.Time, received: ev.Lineage.ReceivedAt,
+			ev: heap.Event{JSON: js, Identity: keys[len(ev.ID):], Event: l.intern(ev.Name), IdempotencyKey: keys[:len(ev.ID)]}}
+		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: l.intern(ev.AppID)}
+		// Its batch's buffer is reused once all its records are recycled:
+		// nothing may point into it after (ev does; a dead letter too: kept).
+		r.Recycle()
 		q := l.queues[k]
 		if q == nil {
 			q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
@@ -342,12 +359,6 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			l.wg.Add(1)
 			go l.work(ctx, q)
 		}
-		qd := &queued{}
-		e.rec = l.compact(r, &qd.rec, qd.hdrs[:0])
-		qd.it = item{e: e, p: p, src: src, identity: string(identity)}
-		// Its batch's buffer is reused once all its records are recycled:
-		// nothing may point into it after (a dead letter does: kept).
-		r.Recycle()
 		q.items = append(q.items, &qd.it)
 		p.apps[k]++
 		q.poke()
@@ -355,11 +366,11 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 }
 
 // source returns the configured source with id, or nil. Caller holds mu.
-func (l *loop) source(id []byte) *config.Source {
-	if src, ok := l.sources[string(id)]; ok { // no copy to look up
+func (l *loop) source(id string) *config.Source {
+	if src, ok := l.sources[id]; ok {
 		return src
 	}
-	src, ok := l.cfg.Sources.Get(string(id))
+	src, ok := l.cfg.Sources.Get(id)
 	if !ok {
 		return nil
 	}
@@ -367,13 +378,14 @@ func (l *loop) source(id []byte) *config.Source {
 	return &src
 }
 
-// intern returns app ids as one string each: a handful of apps, every
-// record naming one. Caller holds mu.
-func (l *loop) intern(app []byte) string {
-	if s, ok := l.apps[string(app)]; ok {
+// intern returns app ids and event names as one string each, not sharing
+// a record's bytes: a handful of them, every record naming one. Caller
+// holds mu.
+func (l *loop) intern(app string) string {
+	if s, ok := l.apps[app]; ok {
 		return s
 	}
-	s := string(app)
+	s := strings.Clone(app)
 	if len(l.apps) < 4096 {
 		l.apps[s] = s
 	}
@@ -574,10 +586,11 @@ func (l *loop) finish(es []*entry) {
 }
 
 // compact copies what a queued record needs (its key, value and headers,
-// for the request and a dead letter) into c: the bytes in one allocation,
-// the headers in hdrs when they fit. Caller holds mu.
-func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *kgo.Record {
-	n := len(r.Key) + len(r.Value)
+// for a dead letter) into c: the bytes in one allocation, with room for
+// extra more after them (rest), the headers in hdrs when they fit. Caller
+// holds mu.
+func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader, extra int) (_ *kgo.Record, rest []byte) {
+	n := len(r.Key) + len(r.Value) + extra
 	for _, h := range r.Headers {
 		n += len(h.Value)
 	}
@@ -609,7 +622,7 @@ func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *k
 			c.Headers[i] = kgo.RecordHeader{Key: k, Value: cp(h.Value)}
 		}
 	}
-	return c
+	return c, buf[len(buf):]
 }
 
 // work sends one app's queue until ctx ends, one request at a time, in
@@ -762,8 +775,8 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 	var batch []*item
 	rest := q.items[:0]
 	for _, it := range q.items {
-		if len(batch) < limit && counts[it.identity] < perIdentity {
-			counts[it.identity]++
+		if len(batch) < limit && counts[it.ev.Identity] < perIdentity {
+			counts[it.ev.Identity]++
 			batch = append(batch, it)
 		} else {
 			rest = append(rest, it)
@@ -817,32 +830,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// decode builds the Heap events of a taken batch from their records. It
-// returns the items that no longer decode (their bytes decoded when
-// queued, so never in practice) as dead letters.
-func (l *loop) decode(batch []*item) ([]*item, []deadItem) {
-	var dead []deadItem
-	batch = slices.DeleteFunc(batch, func(it *item) bool {
-		ev, err := l.cfg.Codec.Decode(it.e.rec.Value)
-		if err != nil {
-			dead = append(dead, deadItem{it.e, l.deadLetter(it.e.rec, "undecodable: "+err.Error()), it.src.ID})
-			return true
-		}
-		it.ev, it.at, it.received = HeapEvent(ev), ev.Time, ev.Lineage.ReceivedAt
-		return false
-	})
-	return batch, dead
-}
-
-// prepare decodes a taken batch, dead-letters what no longer decodes and
-// finishes what the ledger says Heap already has. It returns the rest, or
-// false when ctx ended first.
+// prepare finishes what the ledger says Heap already has of a taken batch.
+// It returns the rest, or false when ctx ended first.
 func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item) ([]*item, bool) {
-	batch, bad := l.decode(batch)
-	if len(bad) > 0 && !l.deadLettered(ctx, k, bad) {
-		return nil, false
-	}
-	if len(batch) == 0 || l.cfg.Ledger == nil {
+	if l.cfg.Ledger == nil {
 		return batch, true
 	}
 	var seen map[string]bool
@@ -995,7 +986,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch [
 	ids := l.identities(k, src)
 	per := map[string]int{}
 	for _, it := range batch {
-		per[it.identity]++
+		per[it.ev.Identity]++
 	}
 	for {
 		// The identities first: waiting for them spends no app budget.
@@ -1114,8 +1105,15 @@ func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 // HeapEvent turns a mapped event into a Track API event with Heap's exact
 // property names, every value cut under Heap's length limit.
 func HeapEvent(e events.Event) heap.Event {
-	ts := heap.Timestamp(e.Time)
-	props := make([]heap.Property, 0, 9)
+	return heapEvent(make([]heap.Property, 0, 9), e, heap.AppendTimestamp(nil, e.Time))
+}
+
+// heapEvent is HeapEvent with its properties appended to props and ts, the
+// event's time already formatted: the event shares their memory, and e's.
+func heapEvent(props []heap.Property, e events.Event, ts []byte) heap.Event {
+	// Only read while ts is: for the event's JSON, or by HeapEvent's caller,
+	// whose ts nothing else holds.
+	tss := unsafe.String(unsafe.SliceData(ts), len(ts))
 	add := func(k, v string) {
 		if v != "" {
 			props = append(props, heap.Property{Key: k, Value: heap.Truncate(v)})
@@ -1129,12 +1127,12 @@ func HeapEvent(e events.Event) heap.Event {
 	add("List ID", e.ListID)
 	add("Subject", e.Subject)
 	add("Tags", strings.Join(e.Tags, ","))
-	add("Time", ts)
+	add("Time", tss)
 	add("URL", e.URL)
 	return heap.Event{
 		Identity:       e.Identity,
 		Event:          e.Name,
-		Timestamp:      ts,
+		Timestamp:      tss,
 		Props:          props,
 		IdempotencyKey: e.ID,
 	}

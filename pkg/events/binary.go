@@ -133,9 +133,6 @@ func (r *reader) bytes() []byte {
 	return b
 }
 
-// skip passes over a string without copying it.
-func (r *reader) skip() { r.bytes() }
-
 func (r *reader) optional() string {
 	switch r.long() {
 	case 0:
@@ -149,9 +146,10 @@ func (r *reader) optional() string {
 }
 
 // readBinary decodes an encoding appendBinary wrote, or any writer's
-// (array blocks may carry negative counts followed by a byte size).
-func readBinary(b []byte) (Event, []byte, error) {
-	r := &reader{b: b, whole: string(b)}
+// (array blocks may carry negative counts followed by a byte size). Its
+// strings are substrings of whole, which holds b's bytes.
+func readBinary(b []byte, whole string) (Event, []byte, error) {
+	r := &reader{b: b, whole: whole}
 	e := Event{ID: r.str(), SourceID: r.str(), AppID: r.str(), Identity: r.str(), EmailKey: r.str(), Name: r.str()}
 	e.Time = fromMillis(r.long())
 	e.CampaignID, e.CampaignTitle, e.ListID = r.optional(), r.optional(), r.optional()

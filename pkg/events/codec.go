@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/linkedin/goavro/v2"
 	"github.com/mailchimp-heap/mailchimp-heap/schemas"
@@ -50,12 +51,26 @@ func (c *Codec) AppendEncode(dst []byte, e Event) []byte {
 }
 
 // Decode parses a single-object encoded event.
-func (c *Codec) Decode(b []byte) (Event, error) {
+func (c *Codec) Decode(b []byte) (Event, error) { return c.decode(b, false) }
+
+// DecodeView is Decode without a copy: the event's strings share b's
+// bytes. Use it only while b stays as it is, and keep no string of it
+// after: the emitter reads each polled record once, encoding its event for
+// Heap, before its fetched batch is reused.
+func (c *Codec) DecodeView(b []byte) (Event, error) { return c.decode(b, true) }
+
+func (c *Codec) decode(b []byte, view bool) (Event, error) {
 	body, err := c.body(b)
 	if err != nil {
 		return Event{}, err
 	}
-	e, rest, err := readBinary(body)
+	whole := ""
+	if view && len(body) > 0 {
+		whole = unsafe.String(&body[0], len(body))
+	} else {
+		whole = string(body)
+	}
+	e, rest, err := readBinary(body, whole)
 	if err != nil {
 		return Event{}, fmt.Errorf("events: decode: %w", err)
 	}
@@ -71,23 +86,6 @@ func (c *Codec) body(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("events: decode: not a single-object encoded event of this schema")
 	}
 	return b[len(c.header):], nil
-}
-
-// RouteBytes reads only what routing an encoded event needs: its source,
-// Heap app and identity, as slices of b. Decode reads the rest, and may
-// still fail on it.
-func (c *Codec) RouteBytes(b []byte) (sourceID, appID, identity []byte, err error) {
-	body, err := c.body(b)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	r := &reader{b: body}
-	r.skip() // event_id
-	sourceID, appID, identity = r.bytes(), r.bytes(), r.bytes()
-	if r.err != nil {
-		return nil, nil, nil, fmt.Errorf("events: decode: %w", r.err)
-	}
-	return sourceID, appID, identity, nil
 }
 
 func optional(s string) any {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -239,7 +240,9 @@ func TestCodecDecodeGarbage(t *testing.T) {
 	}
 }
 
-func TestCodecRoute(t *testing.T) {
+// TestCodecDecodeView: DecodeView reads what Decode reads, and fails where
+// it fails.
+func TestCodecDecodeView(t *testing.T) {
 	c := newCodec(t)
 	pending := fullEvent()
 	pending.Identity = ""
@@ -248,15 +251,19 @@ func TestCodecRoute(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src, app, identity, err := c.RouteBytes(b)
-		if err != nil || string(src) != e.SourceID || string(app) != e.AppID || string(identity) != e.Identity {
-			t.Errorf("RouteBytes() = %q, %q, %q, %v; want %q, %q, %q", src, app, identity, err, e.SourceID, e.AppID, e.Identity)
+		want, _ := c.Decode(b)
+		got, err := c.DecodeView(b)
+		if err != nil {
+			t.Fatalf("DecodeView: %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("DecodeView (-Decode +DecodeView):\n%s", diff)
 		}
 	}
 	good, _ := c.Encode(fullEvent())
-	for _, b := range [][]byte{nil, good[:10], good[:12], []byte(`{"event_id":"x"}`)} {
-		if _, _, _, err := c.RouteBytes(b); err == nil {
-			t.Errorf("RouteBytes() of %d bytes: want error", len(b))
+	for _, b := range [][]byte{nil, good[:10], good[:12], good[:len(good)-1], append(slices.Clone(good), 0), []byte(`{"event_id":"x"}`)} {
+		if _, err := c.DecodeView(b); err == nil {
+			t.Errorf("DecodeView() of %d bytes: want error", len(b))
 		}
 	}
 }

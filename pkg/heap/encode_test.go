@@ -37,6 +37,17 @@ func TestAppendTrackRequestMatchesMarshal(t *testing.T) {
 			if err != nil || !bytes.Equal(got, want) {
 				t.Errorf("appendTrackRequest() = %s, %v\nwant %s", got, err, want)
 			}
+			// The same events, each encoded ahead into JSON: the same body.
+			pre := slices.Clone(tt.evs)
+			for i, e := range pre {
+				if pre[i].JSON, err = AppendEvent(nil, e); err != nil {
+					t.Fatal(err)
+				}
+				pre[i].Identity, pre[i].Properties = "not sent", nil
+			}
+			if got, err := appendTrackRequest(nil, "app<1>", pre); err != nil || !bytes.Equal(got, want) {
+				t.Errorf("appendTrackRequest(JSON) = %s, %v\nwant %s", got, err, want)
+			}
 		})
 	}
 	// Props in key order are written as encoding/json writes the same map.

@@ -44,6 +44,10 @@ type Event struct {
 	// a map and an interface value a property. Only Client.Track writes
 	// them (encoding/json does not); PropertyMap reads both.
 	Props []Property `json:"-"`
+	// JSON, when set, is the whole event as AppendEvent wrote it, and what
+	// Client.Track sends: the emitter encodes an event once, when it is
+	// polled, and keeps only the fields it still reads beside it.
+	JSON []byte `json:"-"`
 }
 
 // Property is one string property.
@@ -70,35 +74,32 @@ type TrackRequest struct {
 // Timestamp formats t as Heap's ISO 8601 timestamp.
 // It writes the digits itself for years 0-9999: Format was 4% of the
 // emitter's CPU.
-func Timestamp(t time.Time) string {
+func Timestamp(t time.Time) string { return string(AppendTimestamp(nil, t)) }
+
+// AppendTimestamp appends Timestamp(t) to b.
+func AppendTimestamp(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()
 	if year < 0 || year > 9999 {
-		return t.Format(TimestampLayout)
+		return t.AppendFormat(b, TimestampLayout)
 	}
 	hour, minute, sec := t.Clock()
-	var b [24]byte
-	put := func(i, v, width int) {
-		for j := i + width - 1; j >= i; j-- {
+	i := len(b)
+	b = append(b, "0000-00-00T00:00:00.000Z"...)
+	put := func(at, v, width int) {
+		for j := i + at + width - 1; j >= i+at; j-- {
 			b[j] = byte('0' + v%10)
 			v /= 10
 		}
 	}
 	put(0, year, 4)
-	b[4] = '-'
 	put(5, int(month), 2)
-	b[7] = '-'
 	put(8, day, 2)
-	b[10] = 'T'
 	put(11, hour, 2)
-	b[13] = ':'
 	put(14, minute, 2)
-	b[16] = ':'
 	put(17, sec, 2)
-	b[19] = '.'
 	put(20, t.Nanosecond()/1e6, 3)
-	b[23] = 'Z'
-	return string(b[:])
+	return b
 }
 
 // Truncate cuts s to the longest prefix under Heap's 1024-character limit,

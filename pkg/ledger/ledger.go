@@ -72,8 +72,8 @@ func member(id *string, raw *rawID) any {
 		return id
 	}
 	for i := range raw {
-		hi, lo := unhex(s[2*i]), unhex(s[2*i+1])
-		if hi > 15 || lo > 15 {
+		hi, lo := unhex[s[2*i]], unhex[s[2*i+1]]
+		if hi|lo > 15 {
 			return id
 		}
 		raw[i] = hi<<4 | lo
@@ -81,16 +81,20 @@ func member(id *string, raw *rawID) any {
 	return raw
 }
 
-// unhex is c's value as a lowercase hex digit, or 255.
-func unhex(c byte) byte {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0'
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10
+// unhex is each byte's value as a lowercase hex digit, or 255.
+var unhex = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case '0' <= c && c <= '9':
+			t[c] = byte(c - '0')
+		case 'a' <= c && c <= 'f':
+			t[c] = byte(c - 'a' + 10)
+		default:
+			t[c] = 255
+		}
 	}
-	return 255
-}
+	return t
+}()
 
 // byHour groups keys by their set, in first-seen order. A batch's events
 // mostly share an hour: the set's name is built once per hour, not per key.
