@@ -163,9 +163,9 @@ type entry struct {
 // partition tracks the polled, not yet committable records of one partition.
 type partition struct {
 	key     tp
-	entries []*entry // offset order
-	apps    map[batchKey]int
-	gone    bool // revoked: its queued items are abandoned
+	entries []*entry       // offset order
+	apps    map[*queue]int // events polled, per app queue
+	gone    bool           // revoked: its queued items are abandoned
 }
 
 // item is one queued event: its Heap event, encoded when it was polled
@@ -314,12 +314,14 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			}()
 		}
 	}()
+	var p *partition // the last record's: a poll brings runs of one partition
+	var q *queue     // the last record's
 	for _, r := range recs {
-		key := tp{r.Topic, r.Partition}
-		p := l.parts[key]
-		if p == nil {
-			p = &partition{key: key, apps: map[batchKey]int{}}
-			l.parts[key] = p
+		if key := (tp{r.Topic, r.Partition}); p == nil || p.key != key {
+			if p = l.parts[key]; p == nil {
+				p = &partition{key: key, apps: map[*queue]int{}}
+				l.parts[key] = p
+			}
 		}
 		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
@@ -348,19 +350,20 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		keys := ev.ID + ev.Identity // one copy for both
 		qd.it = item{e: e, p: p, src: src, at: ev.Time, received: ev.Lineage.ReceivedAt,
 			ev: heap.Event{JSON: js, Identity: keys[len(ev.ID):], Event: l.intern(ev.Name), IdempotencyKey: keys[:len(ev.ID)]}}
-		k := batchKey{url: src.HeapURL(l.cfg.HeapURL), app: l.intern(ev.AppID)}
+		if url := src.HeapURL(l.cfg.HeapURL); q == nil || q.key.app != ev.AppID || q.key.url != url {
+			k := batchKey{url: url, app: l.intern(ev.AppID)}
+			if q = l.queues[k]; q == nil {
+				q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
+				l.queues[k] = q
+				l.wg.Add(1)
+				go l.work(ctx, q)
+			}
+		}
 		// Its batch's buffer is reused once all its records are recycled:
 		// nothing may point into it after (ev does; a dead letter too: kept).
 		r.Recycle()
-		q := l.queues[k]
-		if q == nil {
-			q = &queue{key: k, wake: make(chan struct{}, 1), max: l.queueMax(src)}
-			l.queues[k] = q
-			l.wg.Add(1)
-			go l.work(ctx, q)
-		}
 		q.items = append(q.items, &qd.it)
-		p.apps[k]++
+		p.apps[q]++
 		q.poke()
 	}
 }
@@ -440,8 +443,7 @@ func (l *loop) flowControl() {
 	want := map[tp]bool{}
 	for key, p := range l.parts {
 		full, needy, over := false, false, false
-		for k := range p.apps {
-			q := l.queues[k]
+		for q := range p.apps {
 			n := len(q.items) + q.inflight
 			full = full || q.paused
 			needy = needy || n < q.max/2
@@ -503,7 +505,7 @@ func (l *loop) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 		for _, part := range parts {
 			key := tp{topic, part}
 			if l.parts[key] == nil {
-				l.parts[key] = &partition{key: key, apps: map[batchKey]int{}}
+				l.parts[key] = &partition{key: key, apps: map[*queue]int{}}
 			}
 		}
 	}
@@ -743,7 +745,7 @@ func (l *loop) pausedFor(q *queue) bool {
 		return true
 	}
 	for key := range l.paused {
-		if p := l.parts[key]; p != nil && p.apps[q.key] > 0 {
+		if p := l.parts[key]; p != nil && p.apps[q] > 0 {
 			return true
 		}
 	}
@@ -770,6 +772,15 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 		// An identity's budget grants at most its burst at once; its later
 		// events wait for the next batch, in order.
 		perIdentity = pacing.MaxBatch(q.items[0].src.IdentityEventsPerMinute)
+	}
+	if perIdentity >= limit { // unpaced: the first limit, in order
+		n := min(limit, len(q.items))
+		batch := slices.Clone(q.items[:n])
+		rest := copy(q.items, q.items[n:])
+		clear(q.items[rest:])
+		q.items = q.items[:rest]
+		q.inflight += n
+		return batch
 	}
 	counts := map[string]int{}
 	var batch []*item

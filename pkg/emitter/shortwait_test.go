@@ -40,8 +40,8 @@ func TestShortWait(t *testing.T) {
 	}
 	q := &queue{key: k, items: []*item{{src: src}}}
 	l := &loop{parts: map[tp]*partition{
-		mine:  {key: mine, apps: map[batchKey]int{k: 3}},
-		other: {key: other, apps: map[batchKey]int{{app: "b"}: 3}},
+		mine:  {key: mine, apps: map[*queue]int{q: 3}},
+		other: {key: other, apps: map[*queue]int{{key: batchKey{app: "b"}}: 3}},
 	}}
 	for _, st := range steps {
 		l.cfg.Pacer, l.cfg.MaxBatch = st.pacer, heap.MaxBatch
