@@ -168,14 +168,15 @@ type partition struct {
 	gone    bool           // revoked: its queued items are abandoned
 }
 
-// item is one queued event: its Heap event, encoded when it was polled
-// (ev.JSON, in the allocation of its record's compact copy), with the
-// fields the emitter still reads beside it.
+// item is one queued event. It keeps its record's Avro bytes and the few
+// fields routing, pacing, the ledger and the counts read: prepare encodes
+// a request's events when it builds it, so a backlog costs its records and
+// no more.
 type item struct {
 	e        *entry
 	p        *partition
 	src      *config.Source
-	ev       heap.Event // JSON, Identity, Event and IdempotencyKey
+	ev       heap.Event // Identity, Event, IdempotencyKey; JSON while prepared
 	at       time.Time  // the Mailchimp event's time
 	received time.Time  // ingress receipt
 }
@@ -212,8 +213,6 @@ type loop struct {
 	// header names, one copy each: a polled record's may point into its batch.
 	headerKeys map[string]string
 	apps       map[string]string // interned app ids and event names
-	props      []heap.Property   // accept's, reused
-	ts         [32]byte          // accept's, reused
 	// stall: every assigned partition is held, so the poll loop stops
 	// polling rather than pausing them all (flowControl); unstall wakes it.
 	stall   bool
@@ -325,8 +324,9 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		}
 		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
-		// The event is decoded once, here, and kept encoded for Heap: its
-		// strings share r's bytes, which its batch reuses once recycled.
+		// What routing and the ledger need; prepare encodes the rest for
+		// Heap. ev's strings share r's bytes, which its batch reuses once
+		// recycled.
 		ev, err := l.cfg.Codec.DecodeView(r.Value)
 		if err != nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
@@ -337,19 +337,11 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			dead, deadEntries = append(dead, l.deadLetter(r, "unknown source "+ev.SourceID)), append(deadEntries, e)
 			continue
 		}
-		hev := heapEvent(l.props[:0], ev, heap.AppendTimestamp(l.ts[:0], ev.Time))
-		l.props = hev.Props[:0]
 		qd := &queued{}
-		rec, rest := l.compact(r, &qd.rec, qd.hdrs[:0], heap.EventSize(hev))
-		js, err := heap.AppendEvent(rest, hev)
-		if err != nil {
-			dead, deadEntries = append(dead, l.deadLetter(r, "not encodable for Heap: "+err.Error())), append(deadEntries, e)
-			continue
-		}
-		e.rec = rec
+		e.rec = l.compact(r, &qd.rec, qd.hdrs[:0])
 		keys := ev.ID + ev.Identity // one copy for both
 		qd.it = item{e: e, p: p, src: src, at: ev.Time, received: ev.Lineage.ReceivedAt,
-			ev: heap.Event{JSON: js, Identity: keys[len(ev.ID):], Event: l.intern(ev.Name), IdempotencyKey: keys[:len(ev.ID)]}}
+			ev: heap.Event{Identity: keys[len(ev.ID):], Event: l.intern(ev.Name), IdempotencyKey: keys[:len(ev.ID)]}}
 		if url := src.HeapURL(l.cfg.HeapURL); q == nil || q.key.app != ev.AppID || q.key.url != url {
 			k := batchKey{url: url, app: l.intern(ev.AppID)}
 			if q = l.queues[k]; q == nil {
@@ -588,11 +580,10 @@ func (l *loop) finish(es []*entry) {
 }
 
 // compact copies what a queued record needs (its key, value and headers,
-// for a dead letter) into c: the bytes in one allocation, with room for
-// extra more after them (rest), the headers in hdrs when they fit. Caller
-// holds mu.
-func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader, extra int) (_ *kgo.Record, rest []byte) {
-	n := len(r.Key) + len(r.Value) + extra
+// for the request and a dead letter) into c: the bytes in one allocation,
+// the headers in hdrs when they fit. Caller holds mu.
+func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *kgo.Record {
+	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += len(h.Value)
 	}
@@ -624,7 +615,7 @@ func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader, ex
 			c.Headers[i] = kgo.RecordHeader{Key: k, Value: cp(h.Value)}
 		}
 	}
-	return c, buf[len(buf):]
+	return c
 }
 
 // work sends one app's queue until ctx ends, one request at a time, in
@@ -634,17 +625,18 @@ func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader, ex
 // the preparation.
 func (l *loop) work(ctx context.Context, q *queue) {
 	defer l.wg.Done()
-	ready := make(chan []*item) // unbuffered: one batch prepared, one sent
+	ready := make(chan prepared) // unbuffered: one batch prepared, one sent
 	sent := make(chan sentBatch)
 	var stages sync.WaitGroup
 	stages.Go(func() {
 		defer close(sent)
 		var evs []heap.Event // each request's, reused
-		for batch := range ready {
-			s, ok := l.deliver(ctx, q.key, batch, &evs)
+		for p := range ready {
+			s, ok := l.deliver(ctx, q.key, p.items, &evs)
 			if !ok {
 				return // ctx ended: undelivered events stay uncommitted
 			}
+			p.release()
 			sent <- s
 		}
 	})
@@ -668,6 +660,7 @@ func (l *loop) work(ctx context.Context, q *queue) {
 		close(ready)
 		stages.Wait()
 	}()
+	var sc scratch
 	for {
 		select {
 		case <-ctx.Done():
@@ -698,18 +691,19 @@ func (l *loop) work(ctx context.Context, q *queue) {
 				break
 			}
 			taken := len(batch)
-			batch, ok := l.prepare(ctx, q.key, batch)
+			p, ok := l.prepare(ctx, q.key, batch, &sc)
 			if !ok {
 				return
 			}
 			l.mu.Lock()
-			q.inflight -= taken - len(batch) // dead-lettered or already delivered
+			q.inflight -= taken - len(p.items) // dead-lettered or already delivered
 			l.mu.Unlock()
-			if len(batch) == 0 {
+			if len(p.items) == 0 {
+				p.release()
 				continue
 			}
 			select {
-			case ready <- batch:
+			case ready <- p:
 			case <-ctx.Done():
 				return
 			}
@@ -841,9 +835,83 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// prepare finishes what the ledger says Heap already has of a taken batch.
-// It returns the rest, or false when ctx ended first.
-func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item) ([]*item, bool) {
+// prepared is a batch ready to send: its events' JSON in arena.
+type prepared struct {
+	items []*item
+	arena *[]byte
+}
+
+// arenas hold prepared batches' JSON, reused once they were sent.
+var arenas = sync.Pool{New: func() any { return new([]byte) }}
+
+// release gives p's arena back; its items' JSON goes with it.
+func (p prepared) release() {
+	for _, it := range p.items {
+		it.ev.JSON = nil
+	}
+	if cap(*p.arena) <= 8<<20 { // a rare huge batch is not kept
+		arenas.Put(p.arena)
+	}
+}
+
+// scratch is a worker's reused memory for encoding events.
+type scratch struct {
+	props []heap.Property
+	ts    [32]byte
+	ends  []int
+}
+
+// prepare finishes what the ledger says Heap already has of a taken batch,
+// encodes the rest for Heap and dead-letters what does not encode. It
+// returns what is left to send, or false when ctx ended first.
+func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item, sc *scratch) (prepared, bool) {
+	batch, ok := l.skipDelivered(ctx, k, batch)
+	if !ok {
+		return prepared{}, false
+	}
+	p, bad := l.encode(batch, sc)
+	if len(bad) > 0 && !l.deadLettered(ctx, k, bad) {
+		p.release()
+		return prepared{}, false
+	}
+	return p, true
+}
+
+// encode writes each item's Heap event into an arena, as its JSON. An
+// event is decoded again from its record's compact copy, whose bytes its
+// strings share while it is encoded. What no longer decodes or encodes
+// (never in practice: accept decoded it) it returns as dead letters.
+func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
+	arena := arenas.Get().(*[]byte)
+	buf, ends := (*arena)[:0], sc.ends[:0]
+	var dead []deadItem
+	batch = slices.DeleteFunc(batch, func(it *item) bool {
+		ev, err := l.cfg.Codec.DecodeView(it.e.rec.Value)
+		if err == nil {
+			hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
+			sc.props = hev.Props[:0]
+			n := len(buf)
+			if buf, err = heap.AppendEvent(buf, hev); err == nil {
+				ends = append(ends, len(buf))
+				return false
+			}
+			buf = buf[:n]
+		}
+		dead = append(dead, deadItem{it.e, l.deadLetter(it.e.rec, "not encodable for Heap: "+err.Error()), it.src.ID})
+		return true
+	})
+	start := 0
+	for i, it := range batch { // after the last append: buf may have moved
+		it.ev.JSON = buf[start:ends[i]:ends[i]]
+		start = ends[i]
+	}
+	*arena, sc.ends = buf, ends
+	return prepared{batch, arena}, dead
+}
+
+// skipDelivered finishes what the ledger says Heap already has of batch,
+// and returns the rest, or false when ctx ended first.
+func (l *loop) skipDelivered(ctx context.Context, k batchKey, batch []*item) ([]*item, bool) {
 	if l.cfg.Ledger == nil {
 		return batch, true
 	}
