@@ -148,13 +148,9 @@ type tp struct {
 
 type batchKey struct{ url, app string }
 
-// entry is one polled record; done once Heap accepted it or it was
-// dead-lettered. A queued entry holds a compact copy of its record, not the
-// polled one: that would keep its whole fetched batch (every app's records)
-// in memory while this one event waits. A done entry keeps only its offset,
-// for the commit.
+// entry is one polled record's place in its partition, for the commit:
+// done once Heap accepted its event or it was dead-lettered.
 type entry struct {
-	rec    *kgo.Record // nil once done
 	offset int64
 	epoch  int32
 	done   bool
@@ -168,17 +164,30 @@ type partition struct {
 	gone    bool           // revoked: its queued items are abandoned
 }
 
-// item is one queued event. It keeps its record's Avro bytes and the few
-// fields routing, pacing, the ledger and the counts read: prepare encodes
-// a request's events when it builds it, so a backlog costs its records and
-// no more.
+// item is one queued event. It keeps a compact copy of its record (key,
+// value and headers in one allocation, for its request and a dead letter),
+// not the polled record, which would keep its whole fetched batch in
+// memory, and the few fields routing, pacing, the ledger and the counts
+// read: prepare encodes a request's events when it builds it, so a backlog
+// costs its records and no more.
 type item struct {
-	e        *entry
-	p        *partition
-	src      *config.Source
-	ev       heap.Event // Identity, Event, IdempotencyKey; JSON while prepared
-	at       time.Time  // the Mailchimp event's time
-	received time.Time  // ingress receipt
+	e          *entry
+	p          *partition
+	src        *config.Source
+	key, value []byte
+	hdrs       []kgo.RecordHeader
+	identity   string
+	name       string // the Heap event's
+	id         string // the event id: Heap's idempotency key
+	json       []byte // the Heap event, while prepared
+	at         int64  // the Mailchimp event's time, Unix ms
+	received   int64  // ingress receipt, Unix ms
+}
+
+// record is the item's record again, for a dead letter.
+func (it *item) record() *kgo.Record {
+	return &kgo.Record{Topic: it.p.key.topic, Partition: it.p.key.part, Offset: it.e.offset, LeaderEpoch: it.e.epoch,
+		Key: it.key, Value: it.value, Headers: it.hdrs}
 }
 
 type queue struct {
@@ -322,7 +331,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 				l.parts[key] = p
 			}
 		}
-		e := &entry{rec: r, offset: r.Offset, epoch: r.LeaderEpoch}
+		e := &entry{offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
 		// What routing and the ledger need; prepare encodes the rest for
 		// Heap. ev's strings share r's bytes, which its batch reuses once
@@ -338,10 +347,10 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 			continue
 		}
 		qd := &queued{}
-		e.rec = l.compact(r, &qd.rec, qd.hdrs[:0])
 		keys := ev.ID + ev.Identity // one copy for both
-		qd.it = item{e: e, p: p, src: src, at: ev.Time, received: ev.Lineage.ReceivedAt,
-			ev: heap.Event{Identity: keys[len(ev.ID):], Event: l.intern(ev.Name), IdempotencyKey: keys[:len(ev.ID)]}}
+		qd.it = item{e: e, p: p, src: src, at: ev.Time.UnixMilli(), received: ev.Lineage.ReceivedAt.UnixMilli(),
+			identity: keys[len(ev.ID):], name: l.intern(ev.Name), id: keys[:len(ev.ID)]}
+		l.compact(r, &qd.it, qd.hdrs[:0])
 		if url := src.HeapURL(l.cfg.HeapURL); q == nil || q.key.app != ev.AppID || q.key.url != url {
 			k := batchKey{url: url, app: l.intern(ev.AppID)}
 			if q = l.queues[k]; q == nil {
@@ -387,12 +396,11 @@ func (l *loop) intern(app string) string {
 	return s
 }
 
-// queued is a queued record's item and compact copy, in one allocation.
+// queued is a queued record's item and its headers, in one allocation.
 // Its entry is apart: an entry waits for the partition's commit long after
 // its event is done, and must not keep the rest alive meanwhile.
 type queued struct {
 	it   item
-	rec  kgo.Record
 	hdrs [3]kgo.RecordHeader // heap.events records have three
 }
 
@@ -575,14 +583,14 @@ func (l *loop) finish(es []*entry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range es {
-		e.done, e.rec = true, nil
+		e.done = true
 	}
 }
 
 // compact copies what a queued record needs (its key, value and headers,
-// for the request and a dead letter) into c: the bytes in one allocation,
+// for the request and a dead letter) into it: the bytes in one allocation,
 // the headers in hdrs when they fit. Caller holds mu.
-func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *kgo.Record {
+func (l *loop) compact(r *kgo.Record, it *item, hdrs []kgo.RecordHeader) {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {
 		n += len(h.Value)
@@ -596,13 +604,12 @@ func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *k
 		buf = append(buf, b...)
 		return buf[i:len(buf):len(buf)]
 	}
-	*c = kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, LeaderEpoch: r.LeaderEpoch,
-		Timestamp: r.Timestamp, Key: cp(r.Key), Value: cp(r.Value)}
+	it.key, it.value = cp(r.Key), cp(r.Value)
 	if len(r.Headers) > 0 {
 		if len(r.Headers) <= cap(hdrs) {
-			c.Headers = hdrs[:len(r.Headers)]
+			it.hdrs = hdrs[:len(r.Headers)]
 		} else {
-			c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+			it.hdrs = make([]kgo.RecordHeader, len(r.Headers))
 		}
 		for i, h := range r.Headers {
 			k, ok := l.headerKeys[h.Key]
@@ -612,10 +619,9 @@ func (l *loop) compact(r *kgo.Record, c *kgo.Record, hdrs []kgo.RecordHeader) *k
 			} else if !ok {
 				k = strings.Clone(h.Key)
 			}
-			c.Headers[i] = kgo.RecordHeader{Key: k, Value: cp(h.Value)}
+			it.hdrs[i] = kgo.RecordHeader{Key: k, Value: cp(h.Value)}
 		}
 	}
-	return c
 }
 
 // work sends one app's queue until ctx ends, one request at a time, in
@@ -780,8 +786,8 @@ func (l *loop) take(ctx context.Context, q *queue) []*item {
 	var batch []*item
 	rest := q.items[:0]
 	for _, it := range q.items {
-		if len(batch) < limit && counts[it.ev.Identity] < perIdentity {
-			counts[it.ev.Identity]++
+		if len(batch) < limit && counts[it.identity] < perIdentity {
+			counts[it.identity]++
 			batch = append(batch, it)
 		} else {
 			rest = append(rest, it)
@@ -847,7 +853,7 @@ var arenas = sync.Pool{New: func() any { return new([]byte) }}
 // release gives p's arena back; its items' JSON goes with it.
 func (p prepared) release() {
 	for _, it := range p.items {
-		it.ev.JSON = nil
+		it.json = nil
 	}
 	if cap(*p.arena) <= 8<<20 { // a rare huge batch is not kept
 		arenas.Put(p.arena)
@@ -886,7 +892,7 @@ func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
 	buf, ends := (*arena)[:0], sc.ends[:0]
 	var dead []deadItem
 	batch = slices.DeleteFunc(batch, func(it *item) bool {
-		ev, err := l.cfg.Codec.DecodeView(it.e.rec.Value)
+		ev, err := l.cfg.Codec.DecodeView(it.value)
 		if err == nil {
 			hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
 			sc.props = hev.Props[:0]
@@ -897,12 +903,12 @@ func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
 			}
 			buf = buf[:n]
 		}
-		dead = append(dead, deadItem{it.e, l.deadLetter(it.e.rec, "not encodable for Heap: "+err.Error()), it.src.ID})
+		dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "not encodable for Heap: "+err.Error()), it.src.ID})
 		return true
 	})
 	start := 0
 	for i, it := range batch { // after the last append: buf may have moved
-		it.ev.JSON = buf[start:ends[i]:ends[i]]
+		it.json = buf[start:ends[i]:ends[i]]
 		start = ends[i]
 	}
 	*arena, sc.ends = buf, ends
@@ -922,8 +928,8 @@ func (l *loop) skipDelivered(ctx context.Context, k batchKey, batch []*item) ([]
 	}
 	var skipped []*entry
 	batch = slices.DeleteFunc(batch, func(it *item) bool {
-		if seen[it.ev.IdempotencyKey] {
-			l.cfg.Metrics.Inc(metrics.EmitterEvents, k.app, it.ev.Event, "already_delivered")
+		if seen[it.id] {
+			l.cfg.Metrics.Inc(metrics.EmitterEvents, k.app, it.name, "already_delivered")
 			skipped = append(skipped, it.e)
 			return true
 		}
@@ -969,8 +975,8 @@ func (l *loop) record(ctx context.Context, k batchKey, s sentBatch) {
 	// One counter update per event name, not per event.
 	byName := map[string]int{}
 	for _, it := range s.delivered {
-		byName[it.ev.Event]++
-		l.cfg.Metrics.Latency(it.at, it.received, s.at)
+		byName[it.name]++
+		l.cfg.Metrics.Latency(time.UnixMilli(it.at), time.UnixMilli(it.received), s.at)
 	}
 	for name, n := range byName {
 		l.cfg.Metrics.Add(metrics.EmitterEvents, float64(n), k.app, name, "delivered")
@@ -1013,7 +1019,7 @@ func (l *loop) recordDelivered(ctx context.Context, delivered []*item, at time.T
 		if per[it.src.ID] == nil {
 			per[it.src.ID] = map[string]int{}
 		}
-		per[it.src.ID][it.ev.Event]++
+		per[it.src.ID][it.name]++
 	}
 	for src, counts := range per {
 		if err := l.cfg.Status.Delivered(ctx, src, counts, at); err != nil {
@@ -1041,7 +1047,7 @@ func (l *loop) recordRejected(ctx context.Context, dead []deadItem) {
 func ledgerKeys(items []*item) []ledger.Key {
 	keys := make([]ledger.Key, len(items))
 	for i, it := range items {
-		keys[i] = ledger.Key{ID: it.ev.IdempotencyKey, Time: it.at}
+		keys[i] = ledger.Key{ID: it.id, Time: time.UnixMilli(it.at)}
 	}
 	return keys
 }
@@ -1065,7 +1071,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch [
 	ids := l.identities(k, src)
 	per := map[string]int{}
 	for _, it := range batch {
-		per[it.ev.Identity]++
+		per[it.identity]++
 	}
 	for {
 		// The identities first: waiting for them spends no app budget.
@@ -1129,7 +1135,7 @@ type deadItem struct {
 func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]heap.Event) ([]*item, []deadItem, error) {
 	evs := (*scratch)[:0]
 	for _, it := range items {
-		evs = append(evs, it.ev)
+		evs = append(evs, heap.Event{JSON: it.json})
 	}
 	*scratch = evs
 	bo := backoff.NewExponentialBackOff()
@@ -1145,7 +1151,7 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]h
 		case errors.Is(err, heap.ErrRejected):
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
 			if len(items) == 1 {
-				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].e.rec, err.Error()), items[0].src.ID}}, nil
+				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].record(), err.Error()), items[0].src.ID}}, nil
 			}
 			half := len(items) / 2
 			okA, deadA, err := l.send(ctx, k, items[:half], scratch)

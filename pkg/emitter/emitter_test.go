@@ -205,6 +205,13 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 		reasons = append(reasons, r)
 		if strings.Contains(r, "identity longer than 255") {
 			poisoned++
+			// The dead letter is the record as polled: replayable.
+			e, err := h.codec.Decode(d.Value)
+			if err != nil || e.ID != poison.ID || string(d.Key) != string(poison.Key()) ||
+				kafka.Header(d, kafka.HeaderEventID) != poison.ID ||
+				!strings.HasPrefix(kafka.Header(d, kafka.HeaderOrigin), h.topics.Events+"/") {
+				t.Errorf("poison dead letter: event %q, %v, key %q, headers %v", e.ID, err, d.Key, d.Headers)
+			}
 		}
 		if strings.HasPrefix(r, "undecodable") {
 			undecodable++
