@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -49,5 +50,21 @@ func TestBinaryMatchesGoavro(t *testing.T) {
 				t.Errorf("Decode() differs from goavro's (-goavro +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestReaderLong: the one-byte fast path reads what binary.Varint reads,
+// and longer varints still go the long way.
+func TestReaderLong(t *testing.T) {
+	inputs := [][]byte{{0x80, 0x01}, {0xff, 0xff, 0xff, 0xff, 0x0f}, binary.AppendVarint(nil, -1<<40)}
+	for c := range 0x80 {
+		inputs = append(inputs, []byte{byte(c)})
+	}
+	for _, in := range inputs {
+		want, n := binary.Varint(in)
+		r := &reader{b: in}
+		if got := r.long(); got != want || r.err != nil || len(r.b) != len(in)-n {
+			t.Errorf("long(% x) = %d (err %v, %d left), want %d", in, got, r.err, len(r.b), want)
+		}
 	}
 }
