@@ -327,8 +327,9 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 	for _, r := range recs {
 		if key := (tp{r.Topic, r.Partition}); p == nil || p.key != key {
 			if p = l.parts[key]; p == nil {
-				p = &partition{key: key, apps: map[*queue]int{}}
-				l.parts[key] = p
+				// Revoked since the poll (assigned registers a partition
+				// before it is fetched): its next owner sends these.
+				continue
 			}
 		}
 		e := &entry{offset: r.Offset, epoch: r.LeaderEpoch}
@@ -509,6 +510,18 @@ func (l *loop) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 			}
 		}
 	}
+	l.wakeStalled()
+}
+
+// wakeStalled has a stalled poll loop look again now, not after PollWait:
+// the partitions changed. Caller holds mu.
+func (l *loop) wakeStalled() {
+	if l.stall {
+		select {
+		case l.unstall <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // markAll marks, per partition, the contiguous prefix of done records for
@@ -576,6 +589,7 @@ func (l *loop) drop(m map[string][]int32, mark bool) {
 	for _, q := range l.queues {
 		q.items = slices.DeleteFunc(q.items, func(it *item) bool { return it.p.gone })
 	}
+	l.wakeStalled()
 }
 
 // finish marks entries done.

@@ -185,10 +185,10 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	if len(evs) > MaxBatch {
 		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, len(evs), MaxBatch, ErrRejected)
 	}
-	body := newBody()
+	buf := newBodyBuf()
+	defer buf.release() // after Do: a redirect or retry takes a new reader (GetBody) until then
 	var err error
-	if *body.buf, err = appendTrackRequest(slices.Grow((*body.buf)[:0], trackRequestSize(appID, evs)), appID, evs); err != nil {
-		body.Close()
+	if buf.b, err = appendTrackRequest(slices.Grow(buf.b[:0], trackRequestSize(appID, evs)), appID, evs); err != nil {
 		return fmt.Errorf("heap track app %s: %w: %w", appID, ErrRejected, err)
 	}
 	if c.Timeout > 0 {
@@ -196,13 +196,14 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	body.r.Reset(*body.buf)
+	body := buf.reader()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+TrackPath, body)
 	if err != nil {
 		body.Close()
 		return fmt.Errorf("heap track app %s: %w", appID, err)
 	}
-	req.ContentLength = int64(len(*body.buf))
+	req.ContentLength = int64(len(buf.b))
+	req.GetBody = func() (io.ReadCloser, error) { return buf.reader(), nil }
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP
 	if hc == nil {
@@ -224,28 +225,63 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	})
 }
 
-// body is one request's body. Its buffer is reused once the transport
-// closed it (the transport may still be writing it after Do returned); the
-// body itself is not, so a late second Close cannot touch a later request.
-type body struct {
-	buf    *[]byte
-	r      bytes.Reader
-	closed atomic.Bool
+// bodyBuf is a request body's bytes, reused once Track and every reader of
+// them are done: the transport may still be reading (or, over HTTP/2,
+// cancelling) a body after Do returned.
+type bodyBuf struct {
+	b    []byte
+	refs atomic.Int32
 }
 
-var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
+var bodyBufs = sync.Pool{New: func() any { return new(bodyBuf) }}
 
-func newBody() *body { return &body{buf: bodyBufs.Get().(*[]byte)} }
+// newBodyBuf returns a buffer its caller holds one reference to.
+func newBodyBuf() *bodyBuf {
+	buf := bodyBufs.Get().(*bodyBuf)
+	buf.refs.Store(1)
+	return buf
+}
 
-func (b *body) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (buf *bodyBuf) release() {
+	if buf.refs.Add(-1) == 0 && cap(buf.b) <= 4<<20 { // a rare huge body is not kept
+		bodyBufs.Put(buf)
+	}
+}
 
-// Close gives the buffer back, once however often it is called.
+// reader returns a new body over buf, holding a reference until closed.
+func (buf *bodyBuf) reader() *body {
+	buf.refs.Add(1)
+	b := &body{buf: buf}
+	b.r.Reset(buf.b)
+	return b
+}
+
+// body is one reader of a request's bytes. HTTP/2 may close it while
+// another goroutine reads it: the lock keeps a read off a buffer given back.
+type body struct {
+	mu     sync.Mutex
+	buf    *bodyBuf
+	r      bytes.Reader
+	closed bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, io.ErrClosedPipe
+	}
+	return b.r.Read(p)
+}
+
+// Close lets the bytes go, once however often it is called.
 func (b *body) Close() error {
-	if b.closed.CompareAndSwap(false, true) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
 		b.r.Reset(nil)
-		if cap(*b.buf) <= 4<<20 { // a rare huge body is not kept
-			bodyBufs.Put(b.buf)
-		}
+		b.buf.release()
 	}
 	return nil
 }

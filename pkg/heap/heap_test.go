@@ -472,45 +472,87 @@ func TestRetryableNil(t *testing.T) {
 }
 
 // TestTrackBodiesNotSharedEarly: request buffers are reused, but only once
-// the transport is done with them. The server answers half the requests
+// the transport is done with them. The server answers requests with a 400
 // before reading their bodies, so the transport may still be writing one
-// after Track returned; every body read in full must still be its own
-// request's (run with -race).
+// after Track returned (HTTP/1.1), or cancel it from another goroutine while
+// still reading it (HTTP/2); every body read in full must still be its own
+// request's, and -race must see no race.
 func TestTrackBodiesNotSharedEarly(t *testing.T) {
-	var bad, n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req TrackRequest
-		if n.Add(1)%2 == 0 {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			bad.Add(1)
-			return
-		}
-		for _, e := range req.Events {
-			if !strings.HasPrefix(e.Identity, req.AppID+"-") {
-				bad.Add(1)
+	tests := []struct {
+		name  string
+		h2    bool
+		early int64 // every early-th request is answered at once
+		reqs  int   // per sender
+	}{
+		{"HTTP/1.1, half rejected early", false, 2, 20},
+		{"HTTP/2, half rejected early", true, 2, 20},
+		{"HTTP/2, all rejected early", true, 1, 60},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var bad, n atomic.Int64
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req TrackRequest
+				if n.Add(1)%tt.early == 0 {
+					r.Body.Read(make([]byte, 1000)) // the upload is under way
+					w.WriteHeader(http.StatusBadRequest)
+					return
+				}
+				if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+					bad.Add(1)
+					return
+				}
+				for _, e := range req.Events {
+					if !strings.HasPrefix(e.Identity, req.AppID+"-") {
+						bad.Add(1)
+					}
+				}
+			}))
+			if tt.h2 {
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+			} else {
+				srv.Start()
 			}
+			defer srv.Close()
+			c := &Client{HTTP: srv.Client()}
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Go(func() {
+					app := strconv.Itoa(g)
+					evs := make([]Event, MaxBatch)
+					for i := range evs {
+						evs[i] = Event{Identity: app + "-" + strconv.Itoa(i), Event: "e", Props: []Property{{"p", strings.Repeat("v", 900)}}}
+					}
+					for range tt.reqs {
+						c.Track(context.Background(), srv.URL, app, evs) // the early ones fail: 400
+					}
+				})
+			}
+			wg.Wait()
+			if n := bad.Load(); n > 0 {
+				t.Fatalf("%d bodies held another request's events", n)
+			}
+		})
+	}
+}
+
+// TestTrackFollowsRedirect: a 307 or 308 is followed with the same body.
+func TestTrackFollowsRedirect(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == TrackPath {
+			http.Redirect(w, r, "/moved"+TrackPath, http.StatusTemporaryRedirect)
+			return
+		}
+		var req TrackRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err == nil {
+			got.Add(int64(len(req.Events)))
 		}
 	}))
 	defer srv.Close()
 	c := &Client{HTTP: srv.Client()}
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			app := strconv.Itoa(g)
-			evs := make([]Event, MaxBatch)
-			for i := range evs {
-				evs[i] = Event{Identity: app + "-" + strconv.Itoa(i), Event: "e", IdempotencyKey: strings.Repeat("k", 64)}
-			}
-			for range 20 {
-				c.Track(context.Background(), srv.URL, app, evs) // half fail: 400
-			}
-		})
-	}
-	wg.Wait()
-	if n := bad.Load(); n > 0 {
-		t.Fatalf("%d bodies held another request's events", n)
+	if err := c.Track(context.Background(), srv.URL, "1", events(3)); err != nil || got.Load() != 3 {
+		t.Fatalf("Track = %v, %d events at the redirect's target; want nil, 3", err, got.Load())
 	}
 }
