@@ -181,7 +181,7 @@ type item struct {
 	id         string // the event id: Heap's idempotency key
 	json       []byte // the Heap event, while prepared
 	at         int64  // the Mailchimp event's time, Unix ms
-	received   int64  // ingress receipt, Unix ms
+	received   int64  // ingress receipt, Unix ms (set by prepare)
 }
 
 // record is the item's record again, for a dead letter.
@@ -334,10 +334,10 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		}
 		e := &entry{offset: r.Offset, epoch: r.LeaderEpoch}
 		p.entries = append(p.entries, e)
-		// What routing and the ledger need; prepare encodes the rest for
-		// Heap. ev's strings share r's bytes, which its batch reuses once
-		// recycled.
-		ev, err := l.cfg.Codec.DecodeView(r.Value)
+		// What routing and the ledger need; prepare decodes the rest and
+		// encodes it for Heap. ev's strings share r's bytes, which its
+		// batch reuses once recycled.
+		ev, err := l.cfg.Codec.RouteView(r.Value)
 		if err != nil {
 			dead, deadEntries = append(dead, l.deadLetter(r, "undecodable: "+err.Error())), append(deadEntries, e)
 			continue
@@ -349,7 +349,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 		}
 		qd := &queued{}
 		keys := ev.ID + ev.Identity // one copy for both
-		qd.it = item{e: e, p: p, src: src, at: ev.Time.UnixMilli(), received: ev.Lineage.ReceivedAt.UnixMilli(),
+		qd.it = item{e: e, p: p, src: src, at: ev.Time.UnixMilli(),
 			identity: keys[len(ev.ID):], name: l.intern(ev.Name), id: keys[:len(ev.ID)]}
 		l.compact(r, &qd.it, qd.hdrs[:0])
 		if url := src.HeapURL(l.cfg.HeapURL); q == nil || q.key.app != ev.AppID || q.key.url != url {
@@ -898,27 +898,30 @@ func (l *loop) prepare(ctx context.Context, k batchKey, batch []*item, sc *scrat
 }
 
 // encode writes each item's Heap event into an arena, as its JSON. An
-// event is decoded again from its record's compact copy, whose bytes its
-// strings share while it is encoded. What no longer decodes or encodes
-// (never in practice: accept decoded it) it returns as dead letters.
+// event is decoded whole here, from its record's compact copy, whose bytes
+// its strings share while it is encoded (accept read only its route). What
+// does not decode, or encode, it returns as dead letters.
 func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
 	arena := arenas.Get().(*[]byte)
 	buf, ends := (*arena)[:0], sc.ends[:0]
 	var dead []deadItem
 	batch = slices.DeleteFunc(batch, func(it *item) bool {
 		ev, err := l.cfg.Codec.DecodeView(it.value)
-		if err == nil {
-			hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
-			sc.props = hev.Props[:0]
-			n := len(buf)
-			if buf, err = heap.AppendEvent(buf, hev); err == nil {
-				ends = append(ends, len(buf))
-				return false
-			}
-			buf = buf[:n]
+		if err != nil {
+			dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "undecodable: "+err.Error()), it.src.ID})
+			return true
 		}
-		dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "not encodable for Heap: "+err.Error()), it.src.ID})
-		return true
+		hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
+		sc.props = hev.Props[:0]
+		n := len(buf)
+		if buf, err = heap.AppendEvent(buf, hev); err != nil {
+			buf = buf[:n]
+			dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "not encodable for Heap: "+err.Error()), it.src.ID})
+			return true
+		}
+		ends = append(ends, len(buf))
+		it.received = ev.Lineage.ReceivedAt.UnixMilli()
+		return false
 	})
 	start := 0
 	for i, it := range batch { // after the last append: buf may have moved

@@ -59,6 +59,35 @@ func (c *Codec) Decode(b []byte) (Event, error) { return c.decode(b, false) }
 // Heap, before its fetched batch is reused.
 func (c *Codec) DecodeView(b []byte) (Event, error) { return c.decode(b, true) }
 
+// Route is what routing an encoded event needs: the fields its encoding
+// starts with.
+type Route struct {
+	ID, SourceID, AppID, Identity, Name string
+	Time                                time.Time
+}
+
+// RouteView reads an event's Route and nothing after it, without a copy:
+// its strings share b's bytes, as DecodeView's. Decode may still fail on
+// the rest.
+func (c *Codec) RouteView(b []byte) (Route, error) {
+	body, err := c.body(b)
+	if err != nil {
+		return Route{}, err
+	}
+	r := &reader{b: body}
+	if len(body) > 0 {
+		r.whole = unsafe.String(&body[0], len(body))
+	}
+	rt := Route{ID: r.str(), SourceID: r.str(), AppID: r.str(), Identity: r.str()}
+	r.str() // email key
+	rt.Name = r.str()
+	rt.Time = fromMillis(r.long())
+	if r.err != nil {
+		return Route{}, fmt.Errorf("events: decode: %w", r.err)
+	}
+	return rt, nil
+}
+
 func (c *Codec) decode(b []byte, view bool) (Event, error) {
 	body, err := c.body(b)
 	if err != nil {

@@ -268,6 +268,32 @@ func TestCodecDecodeView(t *testing.T) {
 	}
 }
 
+// TestCodecRouteView: RouteView reads the leading fields Decode reads, and
+// fails when they are cut short.
+func TestCodecRouteView(t *testing.T) {
+	c := newCodec(t)
+	pending := fullEvent()
+	pending.Identity = ""
+	for _, e := range []events.Event{fullEvent(), pending} {
+		b, err := c.Encode(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.RouteView(b)
+		want := events.Route{ID: e.ID, SourceID: e.SourceID, AppID: e.AppID, Identity: e.Identity, Name: e.Name, Time: e.Time}
+		if err != nil || !got.Time.Equal(want.Time) || got.ID != want.ID || got.SourceID != want.SourceID ||
+			got.AppID != want.AppID || got.Identity != want.Identity || got.Name != want.Name {
+			t.Errorf("RouteView() = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	good, _ := c.Encode(fullEvent())
+	for _, b := range [][]byte{nil, good[:10], good[:12], good[:20], []byte(`{"event_id":"x"}`)} {
+		if _, err := c.RouteView(b); err == nil {
+			t.Errorf("RouteView() of %d bytes: want error", len(b))
+		}
+	}
+}
+
 func TestCodecConcurrentUse(t *testing.T) {
 	c := newCodec(t)
 	var wg sync.WaitGroup
