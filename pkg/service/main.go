@@ -26,9 +26,10 @@ func Main(name string, run func(ctx context.Context, d *Deps) error) {
 
 // gcPercent is a service's GOGC when its environment sets none. The
 // emitter's heap is bounded (its queues, a fetch, a few arenas) and small,
-// and it allocates ~1.6 KB an event it delivers: at 200 its collector runs
-// half as often. BENCHMARKS.md has what that buys and costs.
-var gcPercent = map[string]int{"emitter": 200}
+// and it allocates ~1.4 KB an event it delivers: at 150 its collector runs
+// a third less often, for about a fifth more peak memory (BENCHMARKS.md
+// has the measurements; 200 took a paced emitter's peak to 212 MB).
+var gcPercent = map[string]int{"emitter": 150}
 
 // setGC applies name's gcPercent unless GOGC is set.
 func setGC(name string) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestSetGC: the emitter's GOGC defaults to 200; a GOGC in the environment,
+// TestSetGC: the emitter's GOGC defaults to 150; a GOGC in the environment,
 // which the runtime already applied, and other services are left alone.
 func TestSetGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
@@ -13,7 +13,7 @@ func TestSetGC(t *testing.T) {
 		name, service, gogc string
 		want                int
 	}{
-		{"emitter", "emitter", "", 200},
+		{"emitter", "emitter", "", 150},
 		{"emitter with GOGC set", "emitter", "300", 100},
 		{"mapper", "mapper", "", 100},
 		{"ingress", "ingress", "", 100},
