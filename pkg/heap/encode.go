@@ -46,7 +46,8 @@ func AppendEvent(b []byte, e Event) ([]byte, error) {
 	}
 	if len(e.Properties) > 0 {
 		b = append(b, `,"properties":{`...)
-		keys := make([]string, 0, len(e.Properties))
+		var stack [16]string // most events' keys, without an allocation
+		keys := stack[:0]
 		for k := range e.Properties {
 			keys = append(keys, k)
 		}
