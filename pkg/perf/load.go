@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,12 +265,30 @@ type drainRate struct {
 
 // loadResult is what a load generator saw.
 type loadResult struct {
-	ok, fail int64
-	elapsed  time.Duration
-	lat      []time.Duration // per successful request
+	ok, fail  int64
+	elapsed   time.Duration
+	lat       []time.Duration // per successful request
+	firstFail string          // why the first failed request failed
+}
+
+// failed says how many requests failed, and the first one's reason.
+func (r loadResult) failed() string {
+	if r.fail == 0 {
+		return "0 failed"
+	}
+	return fmt.Sprintf("%d failed (the first: %s)", r.fail, r.firstFail)
 }
 
 func (r loadResult) perSec() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+// add is r and o together: their counts, times and latencies.
+func (r loadResult) add(o loadResult) loadResult {
+	first := r.firstFail
+	if first == "" {
+		first = o.firstFail
+	}
+	return loadResult{ok: r.ok + o.ok, fail: r.fail + o.fail, elapsed: r.elapsed + o.elapsed, lat: append(r.lat, o.lat...), firstFail: first}
+}
 
 func newHTTPClient(conns int) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -283,7 +302,7 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 	var ok, fail atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
-	var firstErr atomic.Value
+	var firstErr, firstFail atomic.Value
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	start := time.Now()
@@ -304,9 +323,11 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 					if ctx.Err() == nil {
 						fail.Add(1)
 						firstErr.CompareAndSwap(nil, err)
+						firstFail.CompareAndSwap(nil, err.Error())
 					}
 					continue
 				}
+				msg, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode/100 == 2 {
@@ -315,12 +336,14 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 				} else {
 					fail.Add(1)
 					firstErr.CompareAndSwap(nil, fmt.Errorf("HTTP %d", resp.StatusCode))
+					firstFail.CompareAndSwap(nil, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
 				}
 			}
 		})
 	}
 	wg.Wait()
 	r := loadResult{ok: ok.Load(), fail: fail.Load(), elapsed: time.Since(start), lat: lat}
+	r.firstFail, _ = firstFail.Load().(string)
 	if err, _ := firstErr.Load().(error); err != nil && r.ok == 0 {
 		return r, err
 	}
