@@ -150,13 +150,23 @@ func (r *reader) optional() string {
 	}
 }
 
+// route reads the fields an encoding starts with, in the schema's order.
+func (r *reader) route() (rt Route, emailKey string) {
+	rt.ID, rt.SourceID, rt.AppID, rt.Identity = r.str(), r.str(), r.str(), r.str()
+	emailKey = r.str()
+	rt.Name = r.str()
+	rt.Time = fromMillis(r.long())
+	return rt, emailKey
+}
+
 // readBinary decodes an encoding appendBinary wrote, or any writer's
 // (array blocks may carry negative counts followed by a byte size). Its
 // strings are substrings of whole, which holds b's bytes.
 func readBinary(b []byte, whole string) (Event, []byte, error) {
 	r := &reader{b: b, whole: whole}
-	e := Event{ID: r.str(), SourceID: r.str(), AppID: r.str(), Identity: r.str(), EmailKey: r.str(), Name: r.str()}
-	e.Time = fromMillis(r.long())
+	rt, emailKey := r.route()
+	e := Event{ID: rt.ID, SourceID: rt.SourceID, AppID: rt.AppID, Identity: rt.Identity, EmailKey: emailKey, Name: rt.Name,
+		Time: rt.Time}
 	e.CampaignID, e.CampaignTitle, e.ListID = r.optional(), r.optional(), r.optional()
 	e.IP, e.URL, e.BounceType, e.Subject = r.optional(), r.optional(), r.optional(), r.optional()
 	for r.err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -74,30 +75,31 @@ func (c *Codec) RouteView(b []byte) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	r := &reader{b: body}
-	if len(body) > 0 {
-		r.whole = unsafe.String(&body[0], len(body))
-	}
-	rt := Route{ID: r.str(), SourceID: r.str(), AppID: r.str(), Identity: r.str()}
-	r.str() // email key
-	rt.Name = r.str()
-	rt.Time = fromMillis(r.long())
+	r := &reader{b: body, whole: view(body)}
+	rt, _ := r.route()
 	if r.err != nil {
 		return Route{}, fmt.Errorf("events: decode: %w", r.err)
 	}
 	return rt, nil
 }
 
-func (c *Codec) decode(b []byte, view bool) (Event, error) {
+// view is b's bytes as a string, without a copy: read it only while b
+// stays as it is.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (c *Codec) decode(b []byte, shared bool) (Event, error) {
 	body, err := c.body(b)
 	if err != nil {
 		return Event{}, err
 	}
-	whole := ""
-	if view && len(body) > 0 {
-		whole = unsafe.String(&body[0], len(body))
-	} else {
-		whole = string(body)
+	whole := view(body)
+	if !shared {
+		whole = strings.Clone(whole)
 	}
 	e, rest, err := readBinary(body, whole)
 	if err != nil {
