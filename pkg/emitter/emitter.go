@@ -463,15 +463,10 @@ func (l *loop) flowControl() {
 		clear(want)
 	}
 	l.setPaused(want)
-	if stall != l.stall {
-		l.stall = stall
-		if !stall {
-			select {
-			case l.unstall <- struct{}{}:
-			default:
-			}
-		}
+	if !stall {
+		l.wakeStalled() // were it stalled, it polls again now
 	}
+	l.stall = stall
 }
 
 // setPaused pauses the partitions in want and resumes the others. Caller

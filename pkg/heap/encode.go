@@ -91,13 +91,13 @@ func AppendEvent(b []byte, e Event) ([]byte, error) {
 func trackRequestSize(appID string, evs []Event) int {
 	n := 32 + len(appID)
 	for _, e := range evs {
-		n += EventSize(e)
+		n += eventSize(e)
 	}
 	return n
 }
 
-// EventSize is a capacity that fits most events' AppendEvent.
-func EventSize(e Event) int {
+// eventSize is a capacity that fits most events' AppendEvent.
+func eventSize(e Event) int {
 	if len(e.JSON) > 0 {
 		return len(e.JSON) + 1
 	}

@@ -45,8 +45,8 @@ type Event struct {
 	// them (encoding/json does not); PropertyMap reads both.
 	Props []Property `json:"-"`
 	// JSON, when set, is the whole event as AppendEvent wrote it, and what
-	// Client.Track sends: the emitter encodes an event once, when it is
-	// polled, and keeps only the fields it still reads beside it.
+	// Client.Track sends: the emitter encodes a request's events into one
+	// reused buffer when it prepares the request.
 	JSON []byte `json:"-"`
 }
 
@@ -71,12 +71,8 @@ type TrackRequest struct {
 	Events []Event `json:"events"`
 }
 
-// Timestamp formats t as Heap's ISO 8601 timestamp.
-// It writes the digits itself for years 0-9999: Format was 4% of the
-// emitter's CPU.
-func Timestamp(t time.Time) string { return string(AppendTimestamp(nil, t)) }
-
-// AppendTimestamp appends Timestamp(t) to b.
+// AppendTimestamp appends t as Heap's ISO 8601 timestamp to b. It writes
+// the digits itself for years 0-9999: Format was 4% of the emitter's CPU.
 func AppendTimestamp(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()

@@ -76,16 +76,16 @@ func TestTimestamp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Timestamp(tt.in)
+			got := string(AppendTimestamp(nil, tt.in))
 			if got != tt.want {
-				t.Errorf("Timestamp(%v) = %q, want %q", tt.in, got, tt.want)
+				t.Errorf("AppendTimestamp(%v) = %q, want %q", tt.in, got, tt.want)
 			}
 			back, err := time.Parse(time.RFC3339Nano, got)
 			if err != nil {
-				t.Fatalf("Timestamp(%v) = %q is not RFC 3339: %v", tt.in, got, err)
+				t.Fatalf("AppendTimestamp(%v) = %q is not RFC 3339: %v", tt.in, got, err)
 			}
 			if d := tt.in.Sub(back); d < 0 || d >= time.Millisecond {
-				t.Errorf("Timestamp(%v) round-trips to %v, %v away", tt.in, back, d)
+				t.Errorf("AppendTimestamp(%v) round-trips to %v, %v away", tt.in, back, d)
 			}
 		})
 	}
@@ -96,8 +96,8 @@ func FuzzTimestamp(f *testing.F) {
 	f.Add(int64(-62135596800000), int64(3600))
 	f.Fuzz(func(t *testing.T, ms, offset int64) {
 		in := time.UnixMilli(ms).Add(time.Duration(ms%1000) * time.Microsecond).In(time.FixedZone("z", int(offset%86400)))
-		if got, want := Timestamp(in), in.UTC().Format(TimestampLayout); got != want {
-			t.Fatalf("Timestamp(%v) = %q, want %q", in, got, want)
+		if got, want := string(AppendTimestamp(nil, in)), in.UTC().Format(TimestampLayout); got != want {
+			t.Fatalf("AppendTimestamp(%v) = %q, want %q", in, got, want)
 		}
 	})
 }
