@@ -302,7 +302,7 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 	var ok, fail atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
-	var firstErr, firstFail atomic.Value
+	var firstErr atomic.Value
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	start := time.Now()
@@ -323,7 +323,6 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 					if ctx.Err() == nil {
 						fail.Add(1)
 						firstErr.CompareAndSwap(nil, err)
-						firstFail.CompareAndSwap(nil, err.Error())
 					}
 					continue
 				}
@@ -335,16 +334,18 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 					mine = append(mine, time.Since(t))
 				} else {
 					fail.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Errorf("HTTP %d", resp.StatusCode))
-					firstFail.CompareAndSwap(nil, fmt.Sprintf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
+					firstErr.CompareAndSwap(nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg))))
 				}
 			}
 		})
 	}
 	wg.Wait()
 	r := loadResult{ok: ok.Load(), fail: fail.Load(), elapsed: time.Since(start), lat: lat}
-	r.firstFail, _ = firstFail.Load().(string)
-	if err, _ := firstErr.Load().(error); err != nil && r.ok == 0 {
+	err, _ := firstErr.Load().(error)
+	if err != nil {
+		r.firstFail = err.Error()
+	}
+	if err != nil && r.ok == 0 {
 		return r, err
 	}
 	return r, nil
