@@ -11,6 +11,7 @@ require (
 	github.com/goccy/go-yaml v1.19.2
 	github.com/google/go-cmp v0.7.0
 	github.com/linkedin/goavro/v2 v2.15.0
+	github.com/mailchimp-heap/mailchimp-heap/deploy v0.0.0
 	github.com/mailchimp-heap/mailchimp-heap/schemas v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
@@ -59,4 +60,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/mailchimp-heap/mailchimp-heap/schemas => ../schemas
+replace (
+	github.com/mailchimp-heap/mailchimp-heap/deploy => ../deploy
+	github.com/mailchimp-heap/mailchimp-heap/schemas => ../schemas
+)

@@ -5,17 +5,25 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"go.uber.org/zap"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 )
 
 // Env holds every process setting. Each field's env tag is the variable name;
 // the README documents them all.
 type Env struct {
-	IngressAddr    string        `env:"INGRESS_ADDR" envDefault:":8080"`
-	AdminAddr      string        `env:"ADMIN_ADDR" envDefault:":9090"`
-	KafkaBrokers   []string      `env:"KAFKA_BROKERS" envSeparator:","`
+	IngressAddr    string   `env:"INGRESS_ADDR" envDefault:":8080"`
+	AdminAddr      string   `env:"ADMIN_ADDR" envDefault:":9090"`
+	KafkaBrokers   []string `env:"KAFKA_BROKERS" envSeparator:","`
+	Kafka          kafka.Security
+	Redis          redisconn.Options
 	TopicPrefix    string        `env:"TOPIC_PREFIX"`
 	Partitions     int32         `env:"TOPIC_PARTITIONS" envDefault:"6"`
 	Replication    int16         `env:"TOPIC_REPLICATION" envDefault:"-1"`
@@ -47,24 +55,61 @@ type Env struct {
 	// shows (empty: the request's), and an optional bearer token guarding it.
 	PublicURL   string `env:"PUBLIC_URL"`
 	StatusToken string `env:"STATUS_TOKEN"`
+
+	// CreateTopics lets a process create the topics it finds missing
+	// (the embedded stack; development). Otherwise topics come from
+	// `ctl topics apply` and a missing one stops the service at start.
+	CreateTopics bool `env:"KAFKA_CREATE_TOPICS"`
+}
+
+// KafkaConn is how this process reaches Kafka (KAFKA_BROKERS and the
+// KAFKA_TLS_* and KAFKA_SASL_* settings), its clients named for instance.
+func (e Env) KafkaConn(instance string, log *zap.Logger) (*kafka.Conn, error) {
+	return kafka.NewConn(e.KafkaBrokers, e.Kafka, instance, log)
 }
 
 // OAuth reports whether "Connect Mailchimp" is configured.
 func (e Env) OAuth() bool { return e.MailchimpClientID != "" }
 
-// LoadEnv reads Env through lookup, so tests never touch the real environment.
+// LoadEnv reads Env through lookup, so tests never touch the real
+// environment. Every NAME may instead be given as NAME_FILE, the path of a
+// file holding the value (a mounted Kubernetes secret); its trailing
+// newline is dropped. Setting both is an error.
 func LoadEnv(lookup func(string) (string, bool)) (Env, error) {
-	vars := map[string]string{}
-	for _, k := range envNames() {
-		if v, ok := lookup(k); ok {
-			vars[k] = v
-		}
+	vars, err := Vars(lookup, envNames())
+	if err != nil {
+		return Env{}, fmt.Errorf("config: %w", err)
 	}
 	var e Env
 	if err := env.ParseWithOptions(&e, env.Options{Environment: vars}); err != nil {
 		return Env{}, fmt.Errorf("config: %w", err)
 	}
 	return e, e.Validate()
+}
+
+// Vars reads names through lookup, each from NAME or from the file NAME_FILE
+// names. Errors name the variable and file, never a value.
+func Vars(lookup func(string) (string, bool), names []string) (map[string]string, error) {
+	vars := map[string]string{}
+	var errs []error
+	for _, k := range names {
+		v, ok := lookup(k)
+		file, fromFile := lookup(k + "_FILE")
+		switch {
+		case ok && fromFile && file != "":
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set", k, k))
+		case fromFile && file != "":
+			b, err := os.ReadFile(file)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", k, err))
+				continue
+			}
+			vars[k] = strings.TrimRight(string(b), "\r\n")
+		case ok:
+			vars[k] = v
+		}
+	}
+	return vars, errors.Join(errs...)
 }
 
 func envNames() []string {
@@ -96,6 +141,12 @@ func (e Env) Validate() error {
 	}
 	if e.OAuth() && (e.MailchimpClientSecret == "" || e.MailchimpRedirectURL == "" || e.TokenKey == "") {
 		errs = append(errs, errors.New("MAILCHIMP_CLIENT_ID needs MAILCHIMP_CLIENT_SECRET, MAILCHIMP_REDIRECT_URL and TOKEN_KEY"))
+	}
+	if err := e.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.Redis.Validate(e.RedisURL); err != nil {
+		errs = append(errs, err)
 	}
 	if e.IngressAddr == "" {
 		errs = append(errs, errors.New("INGRESS_ADDR must not be empty"))

@@ -1,12 +1,17 @@
 package config
 
 import (
+	"maps"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 )
 
 // lookupFrom returns an environment lookup over a fixed map, so tests never
@@ -32,6 +37,7 @@ func defaultEnv() Env {
 		SweepInterval:     30 * time.Second,
 		MapperSessions:    2,
 		MailchimpLoginURL: "https://login.mailchimp.com",
+		Kafka:             kafka.Security{ClientID: "mailchimp-heap"},
 	}
 }
 
@@ -162,8 +168,14 @@ func TestLoadEnvAsksOnlyForKnownNames(t *testing.T) {
 			t.Errorf("LoadEnv() never looked up %s", k)
 		}
 	}
-	if n := reflect.TypeFor[Env]().NumField(); len(asked) != n {
-		t.Errorf("LoadEnv() looked up %d names, want %d (one per Env field): %v", len(asked), n, asked)
+	// Every field, nested settings included, is asked for as NAME and NAME_FILE.
+	n := 0
+	for _, typ := range []reflect.Type{reflect.TypeFor[Env](), reflect.TypeFor[kafka.Security](), reflect.TypeFor[redisconn.Options]()} {
+		n += typ.NumField()
+	}
+	n -= 2 // the nested structs themselves
+	if len(asked) != 2*n {
+		t.Errorf("LoadEnv() looked up %d names, want %d (NAME and NAME_FILE per setting): %v", len(asked), 2*n, asked)
 	}
 }
 
@@ -190,5 +202,46 @@ func TestOAuthNeedsItsSettings(t *testing.T) {
 		"MAILCHIMP_REDIRECT_URL": "https://hooks.example.com/connect/mailchimp/callback", "TOKEN_KEY": "k"}))
 	if err != nil || !e.OAuth() {
 		t.Fatalf("complete OAuth settings refused: %v", err)
+	}
+}
+
+func TestLoadEnvFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	pw := dir + "/sasl-password"
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		vars    map[string]string
+		want    kafka.Secret
+		wantErr string
+	}{
+		{"from the file, newline dropped", map[string]string{"KAFKA_SASL_PASSWORD_FILE": pw}, "s3cret", ""},
+		{"from the variable", map[string]string{"KAFKA_SASL_PASSWORD": "direct-pw"}, "direct-pw", ""},
+		{"both", map[string]string{"KAFKA_SASL_PASSWORD": "direct-pw", "KAFKA_SASL_PASSWORD_FILE": pw}, "", "KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE are both set"},
+		{"missing file", map[string]string{"KAFKA_SASL_PASSWORD_FILE": dir + "/nope"}, "", "KAFKA_SASL_PASSWORD_FILE: open"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": "mh"}
+			maps.Copy(vars, tc.vars)
+			e, err := LoadEnv(lookupFrom(vars))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("LoadEnv: %v, want %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "direct-pw") {
+					t.Fatalf("error carries the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kafka.SASLPassword != tc.want {
+				t.Fatalf("password %q", string(e.Kafka.SASLPassword))
+			}
+		})
 	}
 }

@@ -56,7 +56,7 @@ func child(role string) int {
 	log, _ := service.NewLogger("warn")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	d, err := service.Open(ctx, env, sources, log, env.KafkaBrokers)
+	d, err := service.Open(ctx, env, sources, log, env.KafkaBrokers, role)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -295,8 +295,8 @@ type collector struct {
 
 func collect(ctx context.Context, t *testing.T, brokers []string, topic string, codec *events.Codec) *collector {
 	c := &collector{}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cl, err := kgo.NewClient(append(kafkatest.Opts(t, brokers), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,18 +337,7 @@ func delivered(sink *heaptest.Sink) []exactlyonce.Delivered {
 // ensureTopics creates the pipeline's topics under prefix.
 func ensureTopics(t *testing.T, brokers []string, prefix string, partitions int32) kafka.Topics {
 	t.Helper()
-	topics := kafka.NewTopics(prefix)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := topics.Ensure(ctx, cl, partitions, -1); err != nil {
-		t.Fatal(err)
-	}
-	return topics
+	return kafkatest.TopicsFor(t, brokers, prefix, partitions)
 }
 
 // writeSources writes the SOURCES_FILE of the four sources inputs uses.
@@ -466,7 +455,7 @@ func run(t *testing.T, sc scenario) {
 	mapperProc := startProc(t, "mapper", env)
 	emitterProc.Store(startProc(t, "emitter", env))
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(kc.brokers...))
+	prod, err := kgo.NewClient(kafkatest.Opts(t, kc.brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func TestExactlyOnceScaling(t *testing.T) {
 	m1, e1 := start("mapper", "m1"), start("emitter", "e1")
 	var m2, m3, e2 *proc
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	prod, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ type groupWatch struct {
 
 func watchGroups(ctx context.Context, t *testing.T, brokers []string, mapper, emitter string) *groupWatch {
 	w := &groupWatch{most: map[string]int{}, mapper: mapper, emitter: emitter}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,6 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
-
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 )
 
 // KafkaPublisher publishes through a franz-go client and waits for every
@@ -25,20 +22,13 @@ func (p KafkaPublisher) Publish(ctx context.Context, recs ...*kgo.Record) error 
 	return nil
 }
 
-// OpenPublisher connects an idempotent, acks=all producer for a one-off
-// command (ctl identities import) and creates the pipeline's topics when
-// missing. Close the client when done.
-func OpenPublisher(ctx context.Context, brokers []string, log *zap.Logger, topics kafka.Topics, partitions int32, replication int16) (KafkaPublisher, error) {
-	if len(brokers) == 0 {
-		return KafkaPublisher{}, fmt.Errorf("identityfeed: KAFKA_BROKERS is required")
-	}
-	cl, err := kgo.NewClient(append(kafka.ClientOpts(brokers, log), kgo.RequiredAcks(kgo.AllISRAcks()))...)
+// OpenPublisher connects an idempotent, acks=all producer with opts (a
+// kafka.Conn's) for a one-off command (ctl identities import). The topics
+// must exist: `ctl topics apply` creates them. Close the client when done.
+func OpenPublisher(opts []kgo.Opt) (KafkaPublisher, error) {
+	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		return KafkaPublisher{}, fmt.Errorf("identityfeed: kafka: %w", err)
-	}
-	if err := topics.Ensure(ctx, cl, partitions, replication); err != nil {
-		cl.Close()
-		return KafkaPublisher{}, err
 	}
 	return KafkaPublisher{Client: cl}, nil
 }

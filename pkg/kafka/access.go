@@ -79,6 +79,7 @@ func Needs(role string, t Topics, prefix, instance string) ([]Access, error) {
 			topic(t.Cursors, "poller progress (read back at start)", OpRead, OpWrite, OpDescribe),
 			topic(t.Tokens, "OAuth tokens (encrypted; read back at start)", OpRead, OpWrite, OpDescribe),
 			txn("poller", "the poller's transactions (one id per instance)"),
+			txn("backfill", "ctl backfill, run with ingress's credentials"),
 			idem,
 		}, nil
 	case "mapper":

@@ -12,8 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kzap"
-	"go.uber.org/zap"
 )
 
 // Record headers.
@@ -87,20 +85,6 @@ func (t Topics) Ensure(ctx context.Context, cl *kgo.Client, partitions int32, re
 	}
 	compact := "compact"
 	return EnsureTopics(ctx, cl, partitions, replication, map[string]*string{"cleanup.policy": &compact}, compacted...)
-}
-
-// ClientOpts are the options every client of the pipeline starts from.
-func ClientOpts(brokers []string, log *zap.Logger) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
-		kgo.WithLogger(kzap.New(log.Named("kgo"), kzap.Level(kgo.LogLevelWarn))),
-		// A produce error that needs fresh metadata (a moved leader, a new
-		// topic's first writes) holds its batches until the next refresh,
-		// which kgo spaces by this (default 5 s): a mapper transaction's
-		// flush then waited ~5 s on Apache Kafka. The Java client's
-		// retry.backoff.ms is 100 ms.
-		kgo.MetadataMinAge(500 * time.Millisecond),
-	}
 }
 
 // EnsureTopics creates missing topics; existing ones are left as they are.

@@ -35,7 +35,7 @@ type rig struct {
 	app     string
 	codec   *events.Codec
 	srcs    *config.Sources
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	faults  *faults
 	status  *status.Store
 	prod    *kgo.Client

@@ -13,7 +13,6 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
@@ -110,7 +109,7 @@ func RunChild() bool {
 				Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
 				Log:        d.Log.Named("emitter"),
 				Metrics:    d.Metrics,
-				ClientOpts: append(kafka.ClientOpts(d.Brokers, d.Log), d.Metrics.KafkaHooks("emitter")...),
+				ClientOpts: append(d.Conn.Opts("emitter"), d.Metrics.KafkaHooks("emitter")...),
 			})
 		})
 	case "bare-http":

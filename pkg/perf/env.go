@@ -24,9 +24,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 )
 
 // Partitions of every topic the harness creates (the services' default).
@@ -41,7 +43,8 @@ type Env struct {
 	RedisDesc string
 	Dir       string
 	Exe       string
-	Redis     *redis.Client
+	Redis     redis.UniversalClient
+	Conn      *kafka.Conn // KAFKA_BROKERS' TLS and SASL settings, as the services read them
 	Kafka     *kgo.Client
 	Admin     *kadm.Client
 
@@ -103,16 +106,23 @@ func Setup(ctx context.Context) (*Env, error) {
 			e.RedisURL, e.RedisDesc = "redis://"+m.Addr(), "embedded miniredis (no redis-server on PATH): Redis figures are not representative"
 		}
 	}
-	opts, err := redis.ParseURL(e.RedisURL)
+	// The services' own settings (KAFKA_TLS_*, KAFKA_SASL_*, REDIS_TLS_*,
+	// REDIS_SENTINEL_*, REDIS_CLUSTER_ADDRS): the children inherit them.
+	senv, err := config.LoadEnv(os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
-	e.Redis = redis.NewClient(opts)
+	if e.Redis, err = redisconn.Open(e.RedisURL, senv.Redis); err != nil {
+		return nil, err
+	}
+	if e.Conn, err = kafka.NewConn(e.Brokers, senv.Kafka, "perf", zap.NewNop()); err != nil {
+		return nil, err
+	}
 	e.closers = append(e.closers, func() { e.Redis.Close() })
 	if err := e.Redis.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	if e.Kafka, err = kgo.NewClient(kgo.SeedBrokers(e.Brokers...), kgo.ProducerLinger(5*time.Millisecond)); err != nil {
+	if e.Kafka, err = kgo.NewClient(append(e.Conn.Opts("perf"), kgo.ProducerLinger(5*time.Millisecond))...); err != nil {
 		return nil, err
 	}
 	e.closers = append(e.closers, e.Kafka.Close)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
@@ -281,7 +280,7 @@ func (r *runner) copyFloor(ctx context.Context, raw, prefix string, n int64, ses
 		assigned := kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
 			once.Do(func() { c.joined(sessions) })
 		})
-		sess, err := kgo.NewGroupTransactSession(append(kafka.ClientOpts(r.env.Brokers, zap.NewNop()), assigned,
+		sess, err := kgo.NewGroupTransactSession(append(r.env.Conn.Opts("floor"), assigned,
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(raw), kgo.TransactionalID(fmt.Sprintf("%s-%d", group, i)),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.Balancers(kgo.CooperativeStickyBalancer()),
 			kgo.TransactionTimeout(60*time.Second), kgo.SessionTimeout(15*time.Second))...)

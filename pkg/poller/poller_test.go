@@ -31,7 +31,7 @@ type harness struct {
 	topics  kafka.Topics
 	mc      *mailchimptest.Server
 	status  *status.Store
-	rdb     *redis.Client
+	rdb     redis.UniversalClient
 	src     config.Source
 	prefix  string
 	t       *testing.T

@@ -59,7 +59,7 @@ func main(name string, run func(ctx context.Context, d *Deps) error) error {
 	log = log.With(zap.String("service", name))
 	ctx, stop := SignalContext()
 	defer stop()
-	d, err := Open(ctx, env, sources, log, env.KafkaBrokers)
+	d, err := Open(ctx, env, sources, log, env.KafkaBrokers, name)
 	if err != nil {
 		return err
 	}

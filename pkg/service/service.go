@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -42,6 +44,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/topology"
 )
 
 // NewLogger builds the process's JSON logger.
@@ -82,31 +85,45 @@ type Deps struct {
 	Sources *config.Sources
 	Log     *zap.Logger
 	Brokers []string
+	Conn    *kafka.Conn // how every client reaches Kafka: TLS, SASL, client ids
 	Topics  kafka.Topics
-	Redis   *redis.Client
+	Redis   redis.UniversalClient
 	Codec   *events.Codec
 	Kafka   *kgo.Client // plain client: readiness, topic setup
 	Metrics *metrics.Pipeline
+	// Needs are the ACLs of the roles this process runs; readiness checks
+	// them as start-up did.
+	Needs []kafka.Access
 }
 
-// clientOpts are every Kafka client's options: brokers and logger.
-func (d *Deps) clientOpts() []kgo.Opt { return kafka.ClientOpts(d.Brokers, d.Log) }
+// clientOpts are the options of a client of role: brokers, client id,
+// TLS, SASL and logger.
+func (d *Deps) clientOpts(role string) []kgo.Opt { return d.Conn.Opts(role) }
 
 // roleOpts add the client metrics of a long-lived client in role.
 func (d *Deps) roleOpts(role string) []kgo.Opt {
-	return append(d.clientOpts(), d.Metrics.KafkaHooks(role)...)
+	return append(d.clientOpts(role), d.Metrics.KafkaHooks(role)...)
 }
 
-// Open builds Deps: Redis client, Avro codec, Kafka client, and the
-// pipeline's topics (created when missing).
-func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap.Logger, brokers []string) (*Deps, error) {
-	if len(brokers) == 0 {
-		return nil, errors.New("KAFKA_BROKERS is required")
+// preflightTimeout bounds start-up's and readiness's Kafka checks: a wrong
+// password, an untrusted certificate or a missing ACL fails within it.
+const preflightTimeout = 30 * time.Second
+
+// Open builds Deps for the processes of roles (ingress, mapper, emitter):
+// Redis client, Avro codec, Kafka client, and a preflight that the brokers
+// accept this process's credentials, its principal holds the roles' ACLs
+// and their topics exist as deploy/topics.yaml lays them out. Only with
+// KAFKA_CREATE_TOPICS (the embedded stack) are missing topics created.
+func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap.Logger, brokers []string, roles ...string) (*Deps, error) {
+	if !env.Redis.Configured(env.RedisURL) {
+		return nil, errors.New("REDIS_URL is required (or REDIS_SENTINEL_ADDRS, or REDIS_CLUSTER_ADDRS)")
 	}
-	if env.RedisURL == "" {
-		return nil, errors.New("REDIS_URL is required")
+	instance := instanceID(env)
+	conn, err := kafka.NewConn(brokers, env.Kafka, instance, log)
+	if err != nil {
+		return nil, err
 	}
-	rdb, err := redisconn.Open(env.RedisURL)
+	rdb, err := redisconn.Open(env.RedisURL, env.Redis)
 	if err != nil {
 		return nil, err
 	}
@@ -116,20 +133,65 @@ func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap
 		return nil, err
 	}
 	m := metrics.New()
-	cl, err := kgo.NewClient(append(kafka.ClientOpts(brokers, log), m.KafkaHooks("admin")...)...)
+	cl, err := kgo.NewClient(append(conn.Opts("admin"), m.KafkaHooks("admin")...)...)
 	if err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
-	d := &Deps{Env: env, Sources: sources, Log: log, Brokers: brokers, Topics: kafka.NewTopics(env.TopicPrefix),
+	d := &Deps{Env: env, Sources: sources, Log: log, Brokers: brokers, Conn: conn, Topics: kafka.NewTopics(env.TopicPrefix),
 		Redis: rdb, Codec: codec, Kafka: cl, Metrics: m}
-	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := d.Topics.Ensure(setupCtx, cl, env.Partitions, env.Replication); err != nil {
+	for _, role := range roles {
+		needs, err := kafka.Needs(role, d.Topics, env.TopicPrefix, instance)
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.Needs = append(d.Needs, needs...)
+	}
+	log.Info("kafka", zap.Strings("brokers", brokers), zap.String("security", env.Kafka.Describe()),
+		zap.String("client_id", conn.ClientID("<role>")), zap.String("redis", env.Redis.Mode()))
+	if err := d.setupTopics(ctx); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
+}
+
+// setupTopics creates missing topics when allowed, then runs the preflight
+// and compares the topics with the layout.
+func (d *Deps) setupTopics(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if d.Env.CreateTopics {
+		if err := d.Topics.Ensure(ctx, d.Kafka, d.Env.Partitions, d.Env.Replication); err != nil {
+			return kafka.Explain(err)
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, preflightTimeout)
+	defer pcancel()
+	found, err := kafka.Preflight(pctx, d.Kafka, d.Needs)
+	if err != nil {
+		return err
+	}
+	if d.Env.CreateTopics {
+		return nil // laid out by TOPIC_PARTITIONS, not the layout: development only
+	}
+	findings, err := topology.Verify(ctx, kadm.NewClient(d.Kafka), topology.Default(), d.Env.TopicPrefix, found)
+	if err != nil {
+		return err
+	}
+	var fatal []string
+	for _, f := range findings {
+		if f.Fatal {
+			fatal = append(fatal, f.String())
+			continue
+		}
+		d.Log.Warn("topic layout", zap.String("finding", f.String()))
+	}
+	if len(fatal) > 0 {
+		return fmt.Errorf("kafka: %s", strings.Join(fatal, "; "))
+	}
+	return nil
 }
 
 // Close releases the clients.
@@ -138,19 +200,31 @@ func (d *Deps) Close() {
 	d.Redis.Close()
 }
 
-// Ready are the readiness checks: Kafka and Redis reachable.
+// Ready are the readiness checks: the Kafka preflight of start-up (brokers
+// answer, credentials accepted, ACLs held, topics there) and a Redis round
+// trip.
 func (d *Deps) Ready() []ingress.Check {
 	return []ingress.Check{
-		{Name: "kafka", Fn: func(ctx context.Context) error { return kafka.Ping(ctx, d.Kafka) }},
+		{Name: "kafka", Fn: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+			defer cancel()
+			if err := kafka.Ping(ctx, d.Kafka); err != nil {
+				return kafka.Explain(err)
+			}
+			_, err := kafka.Preflight(ctx, d.Kafka, d.Needs)
+			return err
+		}},
 		{Name: "redis", Fn: func(ctx context.Context) error { return redisconn.Ping(ctx, d.Redis) }},
 	}
 }
 
 // InstanceID names this instance for transactional ids: INSTANCE_ID, else
 // the host name (a pod name in Kubernetes, stable across restarts).
-func (d *Deps) InstanceID() string {
-	if d.Env.InstanceID != "" {
-		return d.Env.InstanceID
+func (d *Deps) InstanceID() string { return instanceID(d.Env) }
+
+func instanceID(env config.Env) string {
+	if env.InstanceID != "" {
+		return env.InstanceID
 	}
 	h, err := os.Hostname()
 	if err != nil || h == "" {
@@ -237,7 +311,7 @@ func Poller(ctx context.Context, d *Deps) error {
 		States:        status.NewStore(d.Redis),
 		Log:           d.Log.Named("poller"),
 		Metrics:       d.Metrics,
-		ClientOpts:    d.clientOpts(),
+		ClientOpts:    d.clientOpts("poller"),
 	})
 }
 
@@ -271,7 +345,7 @@ func (d *Deps) materializerConfig() materializer.Config {
 		Metrics:       d.Metrics,
 		Log:           d.Log.Named("materializer"),
 		SweepInterval: d.Env.SweepInterval,
-		ClientOpts:    d.clientOpts(),
+		ClientOpts:    d.clientOpts("materializer"),
 		ConsumerOpts:  d.Metrics.KafkaHooks("materializer"),
 	}
 }
@@ -306,7 +380,7 @@ func MapperConfig(d *Deps) mapper.Config {
 		Status:        status.NewStore(d.Redis),
 		Log:           d.Log.Named("mapper"),
 		Metrics:       d.Metrics,
-		ClientOpts:    d.clientOpts(),
+		ClientOpts:    d.clientOpts("mapper"),
 		Sessions:      d.Env.MapperSessions,
 		SessionOpts:   func(i int) []kgo.Opt { return d.Metrics.KafkaSessionHooks("mapper", i) },
 	}
@@ -377,7 +451,7 @@ func Backfill(ctx context.Context, d *Deps, source string, since time.Time, camp
 		Brokers: d.Brokers, Topics: d.Topics, Sources: d.Sources, Log: d.Log.Named("backfill"),
 		TransactionID: d.Env.TopicPrefix + "backfill-" + d.InstanceID(),
 		Owner:         lease.New(d.Redis, d.InstanceID()), States: status.NewStore(d.Redis),
-		ClientOpts: d.clientOpts(),
+		ClientOpts: d.clientOpts("backfill"),
 	}
 	if d.Env.TokenKey != "" {
 		store, err := d.tokenStore(d.Kafka)
@@ -400,7 +474,7 @@ func (d *Deps) tokenStore(cl *kgo.Client) (*tokens.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tokens.NewStore(key, d.Topics.Tokens, cl, d.clientOpts())
+	return tokens.NewStore(key, d.Topics.Tokens, cl, d.clientOpts("tokens"))
 }
 
 func hmacKey(key []byte, purpose string) []byte {

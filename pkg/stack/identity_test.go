@@ -225,7 +225,7 @@ func TestStackLateBinding(t *testing.T) {
 	t.Run("identity too long", func(t *testing.T) {
 		// The feed refuses such an identity; a record written to the topic
 		// by other means must still never reach Heap.
-		cl, err := kgo.NewClient(kgo.SeedBrokers(info.Brokers...))
+		cl, err := kgo.NewClient(kafkatest.Opts(t, info.Brokers)...)
 		if err != nil {
 			t.Fatal(err)
 		}

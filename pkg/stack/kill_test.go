@@ -99,6 +99,7 @@ func TestStackSurvivesKill(t *testing.T) {
 	}
 	if kafkatest.Real() {
 		env = append(env, "TOPIC_PREFIX="+prefix)
+		kafkatest.TopicsFor(t, kafkatest.Brokers(t), prefix, 3)
 	}
 	url := "http://" + addr
 	child := startChild(t, env)

@@ -54,9 +54,10 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 		}
 		defer cluster.Close()
 		brokers = cluster.ListenAddrs()
+		env.CreateTopics = true // the embedded cluster starts empty
 		log.Info("embedded kafka", zap.Strings("brokers", brokers), zap.String("data_dir", filepath.Join(env.DataDir, "kafka")))
 	}
-	if env.RedisURL == "" {
+	if !env.Redis.Configured(env.RedisURL) {
 		mr, err := miniredis.Run()
 		if err != nil {
 			return fmt.Errorf("embedded redis: %w", err)
@@ -116,7 +117,7 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	if env.InstanceID == "" {
 		env.InstanceID = "stack"
 	}
-	d, err := service.Open(ctx, env, sources, log, brokers)
+	d, err := service.Open(ctx, env, sources, log, brokers, "ingress", "mapper", "emitter")
 	if err != nil {
 		ln.Close()
 		return err

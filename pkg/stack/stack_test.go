@@ -59,8 +59,13 @@ func testEnv(t *testing.T, prefix string) config.Env {
 	env.RedisURL = redistest.URL(t)
 	env.Partitions = 3
 	if kafkatest.Real() {
+		// A real cluster's topics come from ctl topics apply, not from the
+		// services; on a secured one the stack runs as the services'
+		// principal, holding only their ACLs.
 		env.KafkaBrokers = kafkatest.Brokers(t)
 		env.TopicPrefix = prefix
+		env.Kafka = kafkatest.Security(t)
+		kafkatest.TopicsFor(t, env.KafkaBrokers, prefix, int32(env.Partitions))
 	}
 	env.InstanceID = prefix
 	return env
@@ -130,7 +135,7 @@ func postFixtures(t *testing.T, ingressURL string) {
 // fixture email-activity members to mailchimp.raw as the poller will.
 func publishActivity(t *testing.T, brokers []string, topic string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}

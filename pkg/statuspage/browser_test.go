@@ -192,7 +192,7 @@ func TestStatusPageBrowser(t *testing.T) {
 	info := startStack(t, env)
 
 	// A skipped campaign whose reason a browser must show as text, not markup.
-	rdb, err := redisconn.Open(env.RedisURL) // the stack's Redis
+	rdb, err := redisconn.Open(env.RedisURL, env.Redis) // the stack's Redis
 	if err != nil {
 		t.Fatal(err)
 	}

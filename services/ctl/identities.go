@@ -79,7 +79,11 @@ func importIdentities(sourceID, path string, dryRun bool) error {
 	topics := kafka.NewTopics(env.TopicPrefix)
 	cfg := identityfeed.ImportConfig{Source: src, Topic: topics.Identities, DryRun: dryRun}
 	if !dryRun {
-		pub, err := identityfeed.OpenPublisher(ctx, env.KafkaBrokers, log, topics, env.Partitions, env.Replication)
+		conn, err := env.KafkaConn(hostname(), log)
+		if err != nil {
+			return err
+		}
+		pub, err := identityfeed.OpenPublisher(conn.Opts("ctl"))
 		if err != nil {
 			return err
 		}

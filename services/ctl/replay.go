@@ -107,7 +107,12 @@ func withKafka(fn func(ctx context.Context, cl *kgo.Client, topics kafka.Topics,
 		return 2
 	}
 	defer log.Sync()
-	cl, err := kgo.NewClient(append(kafka.ClientOpts(env.KafkaBrokers, log), kgo.RequiredAcks(kgo.AllISRAcks()))...)
+	conn, err := env.KafkaConn(hostname(), log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ctl:", err)
+		return 2
+	}
+	cl, err := kgo.NewClient(append(conn.Opts("ctl"), kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ctl: kafka:", err)
 		return 1

@@ -14,6 +14,7 @@ require (
 	github.com/golang/snappy v0.0.1 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/linkedin/goavro/v2 v2.15.0 // indirect
+	github.com/mailchimp-heap/mailchimp-heap/deploy v0.0.0 // indirect
 	github.com/mailchimp-heap/mailchimp-heap/schemas v0.0.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
@@ -38,5 +39,6 @@ require (
 
 replace (
 	github.com/mailchimp-heap/mailchimp-heap/pkg => ../../pkg
+	github.com/mailchimp-heap/mailchimp-heap/deploy => ../../deploy
 	github.com/mailchimp-heap/mailchimp-heap/schemas => ../../schemas
 )

@@ -2,6 +2,12 @@
 // KAFKA_BROKERS when set (a real Apache Kafka in CI), else an in-process
 // kfake cluster per test. Each test gets its own topic prefix so tests can
 // share one real broker and run in parallel.
+//
+// On a secured broker the services under test connect with the settings
+// they read in production (KAFKA_TLS_*, KAFKA_SASL_*), as a principal that
+// holds only the ACLs kafka.Needs lists; the tests' own clients (topic
+// setup, ACL grants, reading results) connect as the super user named by
+// KAFKA_TEST_ADMIN_USERNAME and KAFKA_TEST_ADMIN_PASSWORD.
 package kafkatest
 
 import (
@@ -14,14 +20,61 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 )
 
 // Real reports whether tests run against the brokers in KAFKA_BROKERS.
 func Real() bool { return os.Getenv("KAFKA_BROKERS") != "" }
+
+// Secured reports whether the brokers in KAFKA_BROKERS are reached with
+// SASL or TLS and a super user is named for the tests' own clients.
+func Secured() bool { return Real() && os.Getenv("KAFKA_TEST_ADMIN_USERNAME") != "" }
+
+// Security is how the services under test connect: the KAFKA_TLS_* and
+// KAFKA_SASL_* settings of the environment when Real, else none.
+func Security(t testing.TB) kafka.Security {
+	t.Helper()
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	if !Real() {
+		return kafka.Security{ClientID: env.Kafka.ClientID}
+	}
+	return env.Kafka
+}
+
+// Principal is the one the services under test run as (User:<KAFKA_SASL_USERNAME>,
+// or KAFKA_TEST_PRINCIPAL for a certificate's).
+func Principal(t testing.TB) string {
+	if p := os.Getenv("KAFKA_TEST_PRINCIPAL"); p != "" {
+		return p
+	}
+	return "User:" + Security(t).SASLUsername
+}
+
+// Opts are the options of a test's own client of brokers: as the super user
+// on a secured broker, plain seed brokers otherwise.
+func Opts(t testing.TB, brokers []string) []kgo.Opt {
+	t.Helper()
+	sec := Security(t)
+	if Secured() {
+		sec.SASLUsername = os.Getenv("KAFKA_TEST_ADMIN_USERNAME")
+		sec.SASLPassword = kafka.Secret(os.Getenv("KAFKA_TEST_ADMIN_PASSWORD"))
+		sec.TLSCertFile, sec.TLSKeyFile = "", ""
+	}
+	conn, err := kafka.NewConn(brokers, sec, "", zap.NewNop())
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	return conn.Opts("test")
+}
 
 // Brokers returns seed brokers for t. With KAFKA_BROKERS set it fails the
 // test when the broker does not answer; it never falls back silently.
@@ -29,7 +82,7 @@ func Brokers(t testing.TB) []string {
 	t.Helper()
 	if env := os.Getenv("KAFKA_BROKERS"); env != "" {
 		brokers := strings.Split(env, ",")
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		cl, err := kgo.NewClient(Opts(t, brokers)...)
 		if err != nil {
 			t.Fatalf("kafkatest: KAFKA_BROKERS=%s: %v", env, err)
 		}
@@ -72,16 +125,35 @@ func Prefix(t testing.TB) string {
 // Topics creates the pipeline's topics under a fresh prefix and returns them.
 func Topics(t testing.TB, brokers []string, partitions int32) kafka.Topics {
 	t.Helper()
-	topics := kafka.NewTopics(Prefix(t))
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	return TopicsFor(t, brokers, Prefix(t), partitions)
+}
+
+// TopicsFor creates the pipeline's topics under prefix, as `ctl topics
+// apply` would before the services start. On a secured broker it grants the
+// services' principal the ACLs of every role under prefix, and only those.
+func TopicsFor(t testing.TB, brokers []string, prefix string, partitions int32) kafka.Topics {
+	t.Helper()
+	topics := kafka.NewTopics(prefix)
+	cl, err := kgo.NewClient(Opts(t, brokers)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := topics.Ensure(ctx, cl, partitions, -1); err != nil {
 		t.Fatal(err)
+	}
+	if Secured() {
+		for _, role := range []string{"ingress", "mapper", "emitter"} {
+			needs, err := kafka.Needs(role, topics, prefix, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kafka.Grant(ctx, kadm.NewClient(cl), Principal(t), needs); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	return topics
 }
@@ -91,8 +163,8 @@ func Topics(t testing.TB, brokers []string, partitions int32) kafka.Topics {
 // also sees records beyond want.
 func Consume(t testing.TB, brokers []string, topic string, want int, within time.Duration) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	cl, err := kgo.NewClient(append(Opts(t, brokers), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

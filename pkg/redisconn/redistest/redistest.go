@@ -1,7 +1,9 @@
-// Package redistest gives tests a Redis: the server at REDIS_URL when set
-// (CI starts a real redis-server and fails if it cannot), else a
-// redis-server started for the test when one is installed, else an embedded
-// miniredis, which it says so in the test output.
+// Package redistest gives tests a Redis: the deployment the environment
+// names (REDIS_URL, or a Cluster by REDIS_CLUSTER_ADDRS, or Sentinel by
+// REDIS_SENTINEL_ADDRS and REDIS_SENTINEL_MASTER, with the REDIS_TLS_*
+// files: CI starts each and fails if it cannot), else a redis-server started
+// for the test when one is installed, else an embedded miniredis, which it
+// says so in the test output.
 package redistest
 
 import (
@@ -16,13 +18,36 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 )
 
 var noteOnce sync.Once
 
-// URL returns a redis:// URL for t.
+// Options are the cluster, sentinel and TLS settings of the environment,
+// read as the services read them.
+func Options(t testing.TB) redisconn.Options {
+	t.Helper()
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	return env.Redis
+}
+
+// Mode names the deployment tests run on: server, cluster or sentinel.
+func Mode(t testing.TB) string { return Options(t).Mode() }
+
+// URL returns a redis:// URL for t; on a Cluster or Sentinel it is
+// REDIS_URL as set (possibly empty: the addresses come from Options).
 func URL(t testing.TB) string {
 	t.Helper()
+	if o := Options(t); o.Mode() != "server" {
+		url := os.Getenv("REDIS_URL")
+		ping(t, url)
+		return url
+	}
 	if url := os.Getenv("REDIS_URL"); url != "" {
 		ping(t, url)
 		return url
@@ -40,42 +65,42 @@ func URL(t testing.TB) string {
 	return "redis://" + m.Addr()
 }
 
-// Client returns a client for URL(t), closed when t ends.
-func Client(t testing.TB) *redis.Client {
+// Client returns a client for URL(t) and Options(t), closed when t ends.
+func Client(t testing.TB) redis.UniversalClient {
 	t.Helper()
-	return clientFor(t, URL(t))
+	return clientFor(t, URL(t), Options(t))
 }
 
 // PrivateClient returns a client of a Redis of t's own (NewServer), for tests
 // whose keys are not scoped by a unique prefix.
-func PrivateClient(t testing.TB) *redis.Client {
+func PrivateClient(t testing.TB) redis.UniversalClient {
 	t.Helper()
-	return clientFor(t, NewServer(t).URL)
+	return clientFor(t, NewServer(t).URL, redisconn.Options{})
 }
 
-func clientFor(t testing.TB, url string) *redis.Client {
+func clientFor(t testing.TB, url string, o redisconn.Options) redis.UniversalClient {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
+	c, err := redisconn.Open(url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
+// ping checks the environment's Redis answers a real round trip.
 func ping(t testing.TB, url string) {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
+	o := Options(t)
+	c, err := redisconn.Open(url, o)
 	if err != nil {
-		t.Fatalf("redistest: REDIS_URL: %v", err)
+		t.Fatalf("redistest: %v", err)
 	}
-	c := redis.NewClient(opts)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redistest: REDIS_URL=%s does not answer: %v", url, err)
+	if err := redisconn.Ping(ctx, c); err != nil {
+		t.Fatalf("redistest: the %s Redis of the environment does not answer: %v", o.Mode(), err)
 	}
 }
 

@@ -1,0 +1,3 @@
+module github.com/mailchimp-heap/mailchimp-heap/deploy
+
+go 1.26.0
