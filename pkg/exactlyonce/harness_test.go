@@ -514,7 +514,7 @@ func run(t *testing.T, sc scenario) {
 	rep = exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
 	st := sink.Stats()
 	summary := map[string]any{
-		"test": t.Name(), "kafka": map[bool]string{true: "apache-kafka", false: "kfake"}[kafkatest.Real()],
+		"test": t.Name(), "kafka": kafkatest.Name(),
 		"inputs": len(in), "expected": rep.Expected, "delivered": rep.Delivered, "dead_lettered": rep.DeadLettered,
 		"resent_then_deduplicated_by_heap": st.Duplicates, "heap_requests": st.Requests, "heap_faults_injected": faults.Load(),
 		"heap_429_for_limits": st.Throttled, "mapper_kills": mapperProc.kills, "mapper_starts": mapperProc.starts,

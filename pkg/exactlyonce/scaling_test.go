@@ -139,7 +139,7 @@ func TestExactlyOnceScaling(t *testing.T) {
 	}
 	mappers, emitters := watch.max()
 	writeReport(t, map[string]any{
-		"test": t.Name(), "kafka": map[bool]string{true: "apache-kafka", false: "kfake"}[kafkatest.Real()],
+		"test": t.Name(), "kafka": kafkatest.Name(),
 		"inputs": len(in), "expected": rep.Expected, "delivered": rep.Delivered, "dead_lettered": rep.DeadLettered,
 		"resent_then_deduplicated_by_heap": st.Duplicates, "heap_requests": st.Requests,
 		"mapper_starts": starts["mapper"], "mapper_kills": kills["mapper"],

@@ -14,7 +14,9 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -105,7 +107,11 @@ func Needs(role string, t Topics, prefix, instance string) ([]Access, error) {
 			idem,
 		}, nil
 	case "topics":
-		return []Access{{Resource: ResTopic, Name: prefix, Prefixed: true,
+		name, prefixed := prefix, true
+		if prefix == "" {
+			name, prefixed = "*", false // every topic: Kafka has no empty prefix
+		}
+		return []Access{{Resource: ResTopic, Name: name, Prefixed: prefixed,
 			Ops: []string{OpCreate, OpAlter, OpDescribe, OpDescribeConfig, OpAlterConfigs},
 			Why: "ctl topics apply (deploy/topics.yaml): the topics Job only"}}, nil
 	}
@@ -144,7 +150,11 @@ func (a Access) Command(principal string) string {
 	case ResCluster:
 		b.WriteString(" --cluster")
 	default:
-		fmt.Fprintf(&b, " --%s %s", a.Resource, a.Name)
+		name := a.Name
+		if name == "*" {
+			name = "'*'"
+		}
+		fmt.Fprintf(&b, " --%s %s", a.Resource, name)
 	}
 	if a.Prefixed {
 		b.WriteString(" --resource-pattern-type prefixed")
@@ -197,7 +207,7 @@ var ErrTopicMissing = errors.New("topic does not exist")
 func Preflight(ctx context.Context, cl *kgo.Client, needs []Access) (map[string]int, error) {
 	var topics []string
 	for _, a := range needs {
-		if a.Resource == ResTopic && !a.Prefixed {
+		if a.Resource == ResTopic && !a.Prefixed && a.Name != "*" {
 			topics = append(topics, a.Name)
 		}
 	}
@@ -226,8 +236,8 @@ func Preflight(ctx context.Context, cl *kgo.Client, needs []Access) (map[string]
 	for _, a := range needs {
 		switch a.Resource {
 		case ResTopic:
-			if a.Prefixed {
-				continue
+			if a.Prefixed || a.Name == "*" {
+				continue // the topics Job's create rights: checked by creating
 			}
 			t := byName[a.Name]
 			switch err := kerr.ErrorForCode(t.ErrorCode); {
@@ -298,8 +308,32 @@ func missingOps(bitfield int32, ops []string) []string {
 	return missing
 }
 
+// untilSettled calls fn again while it fails with a retriable error (a
+// coordinator still loading after a broker start), until ctx ends.
+func untilSettled(ctx context.Context, fn func() error) error {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := fn()
+		if err != nil && !kerr.IsRetriable(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond,
+		RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 2 * time.Second}), backoff.WithMaxElapsedTime(0))
+	return err
+}
+
 func checkGroup(ctx context.Context, cl *kgo.Client, a Access) error {
-	described, err := kadm.NewClient(cl).DescribeGroups(ctx, a.Name)
+	var described kadm.DescribedGroups
+	err := untilSettled(ctx, func() error {
+		d, err := kadm.NewClient(cl).DescribeGroups(ctx, a.Name)
+		if err == nil {
+			if g, ok := d[a.Name]; ok && g.Err != nil {
+				err = g.Err
+			}
+		}
+		described = d
+		return err
+	})
 	if err == nil {
 		if g, ok := described[a.Name]; ok {
 			err = g.Err
@@ -327,12 +361,15 @@ func checkTxnID(ctx context.Context, cl *kgo.Client, a Access) error {
 	if a.Probe == "" {
 		return nil
 	}
-	described, err := kadm.NewClient(cl).DescribeTransactions(ctx, a.Probe)
-	if err == nil {
-		if d, ok := described[a.Probe]; ok {
-			err = d.Err
+	err := untilSettled(ctx, func() error {
+		described, err := kadm.NewClient(cl).DescribeTransactions(ctx, a.Probe)
+		if err == nil {
+			if d, ok := described[a.Probe]; ok {
+				err = d.Err
+			}
 		}
-	}
+		return err
+	})
 	switch {
 	case err == nil, errors.Is(err, kerr.TransactionalIDNotFound):
 		return nil

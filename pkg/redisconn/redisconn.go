@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -97,6 +98,11 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		}
 		base.TLSConfig = cfg
 	}
+	if base.TLSConfig != nil && o.Mode() != "server" && !urlHasHost(url) {
+		// No host in REDIS_URL: verify each node against the address it is
+		// dialled at, not ParseURL's default of localhost.
+		base.TLSConfig.ServerName = ""
+	}
 	switch o.Mode() {
 	case "cluster":
 		return redis.NewClusterClient(&redis.ClusterOptions{
@@ -115,6 +121,12 @@ func Open(url string, o Options) (redis.UniversalClient, error) {
 		return nil, errors.New("redis: REDIS_URL is required (or REDIS_SENTINEL_ADDRS, or REDIS_CLUSTER_ADDRS)")
 	}
 	return redis.NewClient(base), nil
+}
+
+// urlHasHost reports whether url names a host (rediss://:pass@/0 does not).
+func urlHasHost(raw string) bool {
+	u, err := neturl.Parse(raw)
+	return err == nil && u.Hostname() != ""
 }
 
 // tlsConfig adds the CA and client certificate to the TLS settings the URL

@@ -106,7 +106,7 @@ func openEmitter(t *testing.T, brokers []string, sec kafka.Security, prefix stri
 	env.Kafka, env.TopicPrefix, env.RedisURL, env.InstanceID = sec, prefix, redistest.URL(t), "pod-0"
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	sources, err := config.NewSources()
+	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: prefix + "app"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func testEnv(t *testing.T, prefix string) config.Env {
 	}
 	env.IngressAddr = "127.0.0.1:0"
 	env.DataDir = t.TempDir()
-	env.RedisURL = redistest.URL(t)
+	env.RedisURL, env.Redis = redistest.URL(t), redistest.Options(t)
 	env.Partitions = 3
 	if kafkatest.Real() {
 		// A real cluster's topics come from ctl topics apply, not from the

@@ -32,6 +32,19 @@ import (
 // Real reports whether tests run against the brokers in KAFKA_BROKERS.
 func Real() bool { return os.Getenv("KAFKA_BROKERS") != "" }
 
+// Name says which Kafka tests run on, for reports: kfake, or Apache Kafka
+// and how the services reach it.
+func Name() string {
+	if !Real() {
+		return "kfake"
+	}
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err != nil || env.Kafka.Describe() == "plaintext" {
+		return "apache-kafka"
+	}
+	return "apache-kafka (" + env.Kafka.Describe() + ")"
+}
+
 // Secured reports whether the brokers in KAFKA_BROKERS are reached with
 // SASL or TLS and a super user is named for the tests' own clients.
 func Secured() bool { return Real() && os.Getenv("KAFKA_TEST_ADMIN_USERNAME") != "" }
