@@ -11,19 +11,41 @@
 #   .ci/kafka.sh stop     SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT
 #   .ci/kafka.sh status   exit 0 when ours is running and answering
 #
-# start/restart end stdout with KAFKA_BROKERS=127.0.0.1:<port>. Any failure
+# The same broker has three client listeners, for the security suites:
+#   PLAINTEXT 127.0.0.1:KAFKA_PORT       no authentication; its principal,
+#                                        User:ANONYMOUS, is a super user, so
+#                                        plaintext clients see no ACLs at all
+#   SASL_SSL  127.0.0.1:KAFKA_SASL_PORT  TLS + SASL SCRAM-SHA-512,
+#                                        SCRAM-SHA-256 or PLAIN; users admin
+#                                        (super user) and mh (no ACLs: denied
+#                                        everything until a test grants some)
+#   SSL       127.0.0.1:KAFKA_MTLS_PORT  mutual TLS (client certificate
+#                                        required); the principal is the
+#                                        certificate's CN: User:mh-mtls
+# with StandardAuthorizer and allow.everyone.if.no.acl.found=false. The
+# controller listener stays PLAINTEXT (ANONYMOUS, a super user). A fresh start
+# makes a CA, the broker's certificate (SAN DNS:localhost, IP:127.0.0.1), a
+# client certificate (CN=mh-mtls) and an unrelated CA in $KAFKA_DIR/tls;
+# restart reuses them, and the SCRAM users live in the metadata log.
+#
+# start/restart end stdout with KAFKA_BROKERS=127.0.0.1:<port>, preceded by
+# KAFKA_SASL_BROKERS, KAFKA_MTLS_BROKERS and KAFKA_TEST_* lines (CA, client
+# certificate and key files, users, passwords, mTLS principal). Any failure
 # prints the reason and the broker log tail on stderr and exits non-zero.
 #
 # Environment (defaults): KAFKA_VERSION (first of 4.1.1 4.0.1 4.2.0 that resolves),
 # KAFKA_CACHE ($HOME/.cache/mailchimp-heap/kafka-<version>),
 # KAFKA_DIR (/tmp/mailchimp-heap-kafka), KAFKA_PORT (19092),
-# KAFKA_CONTROLLER_PORT (19093), KAFKA_START_TIMEOUT (120 s),
-# KAFKA_STOP_TIMEOUT (30 s), KAFKA_KEEP_DATA (unset: start wipes old data).
+# KAFKA_CONTROLLER_PORT (19093), KAFKA_SASL_PORT (19094), KAFKA_MTLS_PORT
+# (19095), KAFKA_START_TIMEOUT (120 s), KAFKA_STOP_TIMEOUT (30 s),
+# KAFKA_KEEP_DATA (unset: start wipes old data and makes new certificates).
 set -euo pipefail
 
 KAFKA_DIR=${KAFKA_DIR:-/tmp/mailchimp-heap-kafka}
 KAFKA_PORT=${KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-19094}
+KAFKA_MTLS_PORT=${KAFKA_MTLS_PORT:-19095}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 # 4.1.1 (as in docker-compose.yml) first; the others are fallbacks should it
@@ -32,6 +54,14 @@ KAFKA_VERSIONS=${KAFKA_VERSION:-4.1.1 4.0.1 4.2.0}
 DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
+MTLS_BOOTSTRAP=127.0.0.1:$KAFKA_MTLS_PORT
+# Test credentials, not secrets: loopback only, printed for the test suites.
+ADMIN_USER=admin ADMIN_PASSWORD=admin-secret
+TEST_USER=mh TEST_PASSWORD=mh-secret
+MTLS_CN=mh-mtls
+TLS_DIR=$KAFKA_DIR/tls
+KEYSTORE_PASSWORD=mailchimp-heap-ci
 DATA_DIR=$KAFKA_DIR/data
 LOG_DIR=$KAFKA_DIR/logs
 PID_FILE=$KAFKA_DIR/kafka.pid
@@ -46,7 +76,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() {
   printf 'kafka.sh: FAILED: %s\n' "$*" >&2
   local f
-  for f in "$LOG_DIR/server.log" "$LOG_DIR/stdout.log" "$LOG_DIR/tools.log"; do
+  for f in "$LOG_DIR/server.log" "$LOG_DIR/stdout.log" "$LOG_DIR/tools.log" "$LOG_DIR/openssl.log"; do
     if [ -s "$f" ]; then
       printf -- '--- last lines of %s\n' "$f" >&2
       tail -n 40 "$f" >&2
@@ -177,6 +207,73 @@ resolve_kafka() {
   die "no Kafka version out of '$KAFKA_VERSIONS' could be resolved with mvn (see $cache/mvn.log)"
 }
 
+# --- certificates -----------------------------------------------------------
+
+# A self-signed CA: $1.pem and $1.key, subject CN=$2.
+make_ca() {
+  cat >"$1.cnf" <<EOF
+[req]
+distinguished_name = dn
+[dn]
+[ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+EOF
+  openssl req -x509 -new -config "$1.cnf" -extensions ext -newkey rsa:2048 -nodes -sha256 \
+    -days 3650 -subj "/CN=$2" -keyout "$1.key" -out "$1.pem"
+}
+
+# A certificate signed by ca.pem: $1.pem and $1.key (unencrypted PKCS#8, which
+# Go's tls.LoadX509KeyPair and Java both read), subject CN=$2, extensions $3.
+make_leaf() {
+  printf '%b\n' "basicConstraints = critical, CA:FALSE" \
+    "keyUsage = critical, digitalSignature, keyEncipherment" \
+    "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid" "$3" >"$1.ext" &&
+    openssl req -new -config ca.cnf -newkey rsa:2048 -nodes -sha256 -subj "/CN=$2" \
+      -keyout "$1.key" -out "$1.csr" &&
+    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+      -sha256 -days 3650 -extfile "$1.ext" -out "$1.pem" &&
+    rm -f "$1.csr"
+}
+
+# $TLS_DIR: ca.pem/ca.key, the broker's PKCS12 keystore (broker.p12, with the
+# CA in its chain), client.pem/client.key (CN=mh-mtls, for the mTLS listener;
+# client.p12 holds the same for Java clients) and other-ca.pem/other-ca.key, a
+# CA that signed nothing here.
+make_tls() {
+  command -v openssl >/dev/null 2>&1 || die "openssl not found; it makes the test certificates"
+  local tmp=$TLS_DIR.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  # One && chain: set -e does not apply inside an if condition.
+  if ! (
+    cd "$tmp" &&
+      make_ca ca "mailchimp-heap CI Kafka CA" &&
+      make_ca other-ca "mailchimp-heap CI unrelated CA" &&
+      make_leaf broker localhost 'extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1' &&
+      make_leaf client "$MTLS_CN" 'extendedKeyUsage = clientAuth' &&
+      openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
+        -passout "pass:$KEYSTORE_PASSWORD" -out broker.p12 &&
+      # The same client certificate for Java clients (the CLI tools).
+      openssl pkcs12 -export -name client -in client.pem -inkey client.key -certfile ca.pem \
+        -passout "pass:$KEYSTORE_PASSWORD" -out client.p12 &&
+      openssl verify -CAfile ca.pem broker.pem client.pem
+  ) >"$LOG_DIR/openssl.log" 2>&1; then
+    die "openssl could not make the test certificates in $tmp"
+  fi
+  rm -rf "$TLS_DIR"
+  mv "$tmp" "$TLS_DIR"
+  log "made a test CA, broker and client (CN=$MTLS_CN) certificates in $TLS_DIR"
+}
+
+tls_complete() {
+  local f
+  for f in ca.pem other-ca.pem client.pem client.key client.p12 broker.p12; do
+    [ -s "$TLS_DIR/$f" ] || return 1
+  done
+}
+
 # --- process ----------------------------------------------------------------
 
 # Our broker's pid: the pid file if it still names our broker, else a process
@@ -218,6 +315,47 @@ probe() {
     grep -q 'Feature: metadata.version' "$KAFKA_DIR/features.txt"
 }
 
+# The secured listeners answer: admin authenticates with SCRAM-SHA-512 over
+# SASL_SSL (verifying the broker's certificate against our CA) and lists the
+# ACLs, which only works with the authorizer on; and the mTLS listener
+# completes a handshake with our client certificate.
+probe_secured() {
+  timeout 30 "$JAVA" "${TOOL_OPTS[@]}" -cp "$LIBS/*" org.apache.kafka.tools.AclCommand \
+    --bootstrap-server "$SASL_BOOTSTRAP" --command-config "$KAFKA_DIR/client-admin-sasl.properties" --list \
+    >"$KAFKA_DIR/acls.txt" 2>>"$LOG_DIR/tools.log" || {
+    cat "$KAFKA_DIR/acls.txt" >>"$LOG_DIR/tools.log"
+    echo "admin over SASL_SSL (SCRAM-SHA-512) could not list ACLs on $SASL_BOOTSTRAP"
+    return 1
+  }
+  timeout 10 openssl s_client -connect "$MTLS_BOOTSTRAP" -verify_return_error -verify_ip 127.0.0.1 \
+    -CAfile "$TLS_DIR/ca.pem" -cert "$TLS_DIR/client.pem" -key "$TLS_DIR/client.key" \
+    </dev/null >"$KAFKA_DIR/mtls-handshake.txt" 2>&1 || {
+    tail -n 20 "$KAFKA_DIR/mtls-handshake.txt" >>"$LOG_DIR/tools.log"
+    echo "no verified TLS handshake with the client certificate on $MTLS_BOOTSTRAP"
+    return 1
+  }
+}
+
+# Waits (at most $1 s) for probe_secured, else dies with its reason (after
+# stopping the broker when $2 is "stop"). $3: a hint added to the reason.
+wait_secured() {
+  local until=$((SECONDS + $1)) why
+  until why=$(probe_secured); do
+    if [ $SECONDS -ge $until ]; then
+      if [ "${2:-}" = stop ]; then
+        stop_broker >/dev/null 2>&1 || true
+      fi
+      die "$why${3:+ ($3)}"
+    fi
+    sleep 1
+  done
+}
+
+# For a broker or data that an older kafka.sh (no secured listeners, no SCRAM
+# users) may have left.
+OLD_DATA_HINT="left by a kafka.sh without secured listeners? then run: $0 stop; $0 start"
+
+
 feature_level() {
   awk -v f="$1" '$1 == "Feature:" && $2 == f {
     for (i = 3; i <= NF; i++) if ($i == "FinalizedVersionLevel:") print $(i + 1) }' "$KAFKA_DIR/features.txt"
@@ -230,11 +368,37 @@ write_configs() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,SSL://127.0.0.1:$KAFKA_MTLS_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
+
+# Security. PLAINTEXT (clients and controller) authenticates nobody: its
+# principal User:ANONYMOUS is a super user, so the plaintext suites see no ACLs.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$ADMIN_USER
+allow.everyone.if.no.acl.found=false
+# TLS for SASL_SSL and SSL: the broker's key and certificate, and the CA that
+# client certificates must chain to.
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/broker.p12
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.client.auth=none
+# SSL is the mTLS listener: a certificate is required and CN=<name> is User:<name>.
+listener.name.ssl.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([^,]+).*\$/\$1/,DEFAULT
+# SASL_SSL: SCRAM users were added at format time (kafka-storage --add-scram);
+# PLAIN users are the user_<name> entries below.
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$ADMIN_USER="$ADMIN_PASSWORD" user_$TEST_USER="$TEST_PASSWORD";
+
 log.dirs=$DATA_DIR
 num.partitions=3
 default.replication.factor=1
@@ -284,6 +448,33 @@ EOF
 EOF
   # Fail a probe fast instead of retrying inside one JVM.
   printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n' >"$KAFKA_DIR/tools.properties"
+  # Client settings for the CLI tools on the secured listeners (also handy by
+  # hand: --command-config $KAFKA_DIR/client-*.properties).
+  local user pass
+  for user in "$ADMIN_USER" "$TEST_USER"; do
+    pass=$ADMIN_PASSWORD
+    [ "$user" = "$ADMIN_USER" ] || pass=$TEST_PASSWORD
+    cat >"$KAFKA_DIR/client-$user-sasl.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$user" password="$pass";
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+  done
+  cat >"$KAFKA_DIR/client-mtls.properties" <<EOF
+security.protocol=SSL
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS_DIR/client.p12
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
 }
 
 # Formats only empty storage, so restart keeps topics, offsets and
@@ -311,9 +502,16 @@ format_storage() {
   while [[ $id == -* ]]; do
     id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
   done
-  log "formatting KRaft storage in $DATA_DIR (cluster id $id, ${features[*]})"
+  log "formatting KRaft storage in $DATA_DIR (cluster id $id, ${features[*]}, SCRAM users $ADMIN_USER and $TEST_USER)"
+  # The SCRAM users go into the metadata log with the bootstrap records, so
+  # they exist before the broker first answers (and survive restarts).
+  local scram=() mech
+  for mech in SCRAM-SHA-512 SCRAM-SHA-256; do
+    scram+=(--add-scram "$mech=[name=$ADMIN_USER,password=$ADMIN_PASSWORD]"
+      --add-scram "$mech=[name=$TEST_USER,password=$TEST_PASSWORD]")
+  done
   "$JAVA" "${TOOL_OPTS[@]}" -cp "$LIBS/*" kafka.tools.StorageTool format \
-    --config "$CONFIG" --cluster-id "$id" "${features[@]}" \
+    --config "$CONFIG" --cluster-id "$id" "${features[@]}" "${scram[@]}" \
     >"$LOG_DIR/format.log" 2>&1 ||
     { cat "$LOG_DIR/format.log" >&2; die "formatting KRaft storage failed"; }
 }
@@ -337,6 +535,18 @@ summary() {
   echo "kafka $VERSION (KRaft broker+controller, node 1) pid $pid, data $DATA_DIR, log $LOG_DIR/server.log"
   echo "features: $(awk '$1 == "Feature:" { for (i = 3; i <= NF; i++) if ($i == "FinalizedVersionLevel:") printf "%s=%s ", $2, $(i + 1) }' "$KAFKA_DIR/features.txt" | sed 's/ $//')"
   echo "kafka startup took $(secs_since "$t0") s"
+  echo "KAFKA_SASL_BROKERS=$SASL_BOOTSTRAP"
+  echo "KAFKA_MTLS_BROKERS=$MTLS_BOOTSTRAP"
+  echo "KAFKA_TEST_CA_FILE=$TLS_DIR/ca.pem"
+  echo "KAFKA_TEST_OTHER_CA_FILE=$TLS_DIR/other-ca.pem"
+  echo "KAFKA_TEST_CLIENT_CERT_FILE=$TLS_DIR/client.pem"
+  echo "KAFKA_TEST_CLIENT_KEY_FILE=$TLS_DIR/client.key"
+  echo "KAFKA_TEST_ADMIN_USERNAME=$ADMIN_USER"
+  echo "KAFKA_TEST_ADMIN_PASSWORD=$ADMIN_PASSWORD"
+  echo "KAFKA_TEST_USERNAME=$TEST_USER"
+  echo "KAFKA_TEST_PASSWORD=$TEST_PASSWORD"
+  echo "KAFKA_TEST_MTLS_PRINCIPAL=User:$MTLS_CN"
+  # Last: callers take the plaintext address from the last line.
   echo "KAFKA_BROKERS=$BOOTSTRAP"
 }
 
@@ -353,6 +563,8 @@ start() {
       [ $SECONDS -lt $deadline ] || die "broker pid $pid is running but does not answer on $BOOTSTRAP"
       sleep 1
     done
+    tls_complete || die "broker pid $pid is running but $TLS_DIR lacks its certificates; run $0 stop, then start"
+    wait_secured 30 keep "a running broker $OLD_DATA_HINT"
     log "already running (pid $pid)"
     if why=$(features_wrong); then
       cat "$KAFKA_DIR/features.txt" >&2
@@ -361,14 +573,18 @@ start() {
     summary "$t0" "$pid"
     return 0
   fi
-  local p
-  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  local p fresh=
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$KAFKA_SASL_PORT" "$KAFKA_MTLS_PORT"; do
     port_open "$p" && die "port $p on 127.0.0.1 is taken by a process that is not this broker: $(ss -ltnpH "sport = :$p" 2>/dev/null | head -n 1)"
   done
   if [ "${KEEP_DATA:-${KAFKA_KEEP_DATA:-}}" = "" ]; then
     # A fresh start must not inherit topics or offsets left by an earlier run.
     rm -rf "$DATA_DIR"
     rm -f "$LOG_DIR"/*.log "$LOG_DIR"/*.log.[0-9]*
+    make_tls
+    fresh=1
+  elif ! tls_complete; then
+    make_tls
   fi
   write_configs
   format_storage
@@ -405,6 +621,13 @@ start() {
     cat "$KAFKA_DIR/features.txt" >&2
     stop_broker >/dev/null 2>&1 || true
     die "$why"
+  fi
+  # The listeners open together, so once PLAINTEXT answers the secured ones
+  # should too; a short grace, then fail rather than wait out the timeout.
+  if [ -n "$fresh" ]; then
+    wait_secured 30 stop
+  else
+    wait_secured 30 stop "data $OLD_DATA_HINT"
   fi
   summary "$t0" "$pid"
 }
@@ -447,6 +670,7 @@ case "${1:-}" in
     resolve_kafka
     write_configs
     probe || die "pid $pid is running but does not answer on $BOOTSTRAP"
+    why=$(probe_secured) || die "$why"
     cat "$KAFKA_DIR/features.txt"
     ;;
   *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
