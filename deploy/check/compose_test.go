@@ -18,20 +18,33 @@ const root = "../.."
 // (schema validation, interpolation, merge keys, consistency checks).
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	abs, err := filepath.Abs(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(abs, "docker-compose.yml")},
-		cli.WithWorkingDirectory(abs), cli.WithConsistency(true), cli.WithInterpolation(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(context.Background())
+	p, err := loadComposeFiles(nil, "docker-compose.yml")
 	if err != nil {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
 	return p
+}
+
+// loadComposeFiles loads compose files (paths from the repository root)
+// merged in order, as `docker compose -f a -f b` does: relative paths
+// resolve from the repository root (the first file's directory), and env
+// (NAME=value) is the only environment interpolation sees, so the host's
+// variables cannot change the outcome.
+func loadComposeFiles(env []string, files ...string) (*types.Project, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(abs, f))
+	}
+	opts, err := cli.NewProjectOptions(paths, cli.WithWorkingDirectory(abs), cli.WithEnv(env),
+		cli.WithConsistency(true), cli.WithInterpolation(true))
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(context.Background())
 }
 
 func TestComposeServicesAndStartOrder(t *testing.T) {

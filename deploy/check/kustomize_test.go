@@ -101,8 +101,19 @@ var workloads = map[string]struct {
 	"emitter": {"StatefulSet", "admin", 9090},
 }
 
+// overlays are the shipped overlays: every promise below holds for each;
+// secured_test.go adds what only the secured one promises.
+var overlays = []string{"deploy/k8s/overlays/example", "deploy/k8s/overlays/secured"}
+
+// forEachOverlay runs f on each overlay's rendering, as a subtest.
+func forEachOverlay(t *testing.T, f func(t *testing.T, objs []obj)) {
+	for _, dir := range overlays {
+		t.Run(filepath.Base(dir), func(t *testing.T) { f(t, render(t, dir)) })
+	}
+}
+
 func TestKustomizeBaseAndOverlayRender(t *testing.T) {
-	for _, dir := range []string{"deploy/k8s/base", "deploy/k8s/overlays/example"} {
+	for _, dir := range append([]string{"deploy/k8s/base"}, overlays...) {
 		objs := render(t, dir)
 		for name, w := range workloads {
 			if find(objs, w.kind, name) == nil {
@@ -113,7 +124,10 @@ func TestKustomizeBaseAndOverlayRender(t *testing.T) {
 }
 
 func TestKustomizeWorkloads(t *testing.T) {
-	objs := render(t, "deploy/k8s/overlays/example")
+	forEachOverlay(t, testWorkloads)
+}
+
+func testWorkloads(t *testing.T, objs []obj) {
 	for name, w := range workloads {
 		t.Run(name, func(t *testing.T) {
 			d := find(objs, w.kind, name)
@@ -167,29 +181,34 @@ func TestKustomizeWorkloads(t *testing.T) {
 	}
 }
 
-// checkSecrets: secrets reach the pods from Secret objects that exist, and
-// the ConfigMap holds none of them.
+// checkSecrets: secrets reach the pods from Secret objects that exist
+// (through a secretKeyRef, or as a file of a mounted Secret named by
+// NAME_FILE), and the ConfigMap holds none of them.
 func checkSecrets(t *testing.T, objs []obj, c, pod obj) {
 	t.Helper()
-	refs := map[string]string{}
+	refs := map[string]obj{}
 	for _, e := range c.list("env") {
 		e := obj(e.(map[string]any))
-		if ref := e.str("valueFrom", "secretKeyRef", "name"); ref != "" {
-			refs[e.str("name")] = ref
-		}
+		refs[e.str("name")] = e
 	}
 	for _, key := range []string{"REDIS_URL"} {
-		ref, ok := refs[key]
-		if !ok {
-			t.Errorf("%s not from a secretKeyRef", key)
+		if e, ok := refs[key]; ok && e.get("valueFrom", "secretKeyRef") != nil {
+			ref := e.str("valueFrom", "secretKeyRef", "name")
+			s := find(objs, "Secret", ref)
+			if s == nil {
+				t.Errorf("%s refers to Secret %s, which the overlay does not create", key, ref)
+			} else if s.get("data", e.str("valueFrom", "secretKeyRef", "key")) == nil {
+				t.Errorf("Secret %s has no key %s", ref, key)
+			}
 			continue
 		}
-		s := find(objs, "Secret", ref)
-		if s == nil {
-			t.Errorf("%s refers to Secret %s, which the overlay does not create", key, ref)
-		} else if s.get("data", key) == nil {
-			t.Errorf("Secret %s has no key %s", ref, key)
+		if e, ok := refs[key+"_FILE"]; ok && e.str("value") != "" {
+			if _, _, err := secretFile(objs, pod, c, e.str("value")); err != nil {
+				t.Errorf("%s_FILE: %v", key, err)
+			}
+			continue
 		}
+		t.Errorf("%s neither from a secretKeyRef nor %s_FILE naming a mounted Secret's file", key, key)
 	}
 	var sourcesSecret string
 	for _, v := range pod.list("spec", "volumes") {
@@ -236,7 +255,10 @@ func findPDBFor(objs []obj, pod obj) obj {
 }
 
 func TestKustomizeIngressExposure(t *testing.T) {
-	objs := render(t, "deploy/k8s/overlays/example")
+	forEachOverlay(t, testIngressExposure)
+}
+
+func testIngressExposure(t *testing.T, objs []obj) {
 	svc := find(objs, "Service", "ingress")
 	if svc == nil || svc.str("spec", "selector", "app.kubernetes.io/component") != "ingress" {
 		t.Fatalf("Service ingress missing or selects %v", svc.get("spec", "selector"))
@@ -298,7 +320,10 @@ func cmpOr(a, b int) int {
 }
 
 func TestKustomizeLagAutoscaling(t *testing.T) {
-	objs := render(t, "deploy/k8s/overlays/example")
+	forEachOverlay(t, testLagAutoscaling)
+}
+
+func testLagAutoscaling(t *testing.T, objs []obj) {
 	parts := layoutPartitions(t)
 	env := findGenerated(objs, "ConfigMap", "mailchimp-heap-env")
 	brokers := env.str("data", "KAFKA_BROKERS")
@@ -357,7 +382,10 @@ func TestKustomizeLagAutoscaling(t *testing.T) {
 }
 
 func TestKustomizeTopicJob(t *testing.T) {
-	objs := render(t, "deploy/k8s/overlays/example")
+	forEachOverlay(t, testTopicJob)
+}
+
+func testTopicJob(t *testing.T, objs []obj) {
 	job := find(objs, "Job", "mailchimp-heap-topics")
 	if job == nil {
 		t.Fatal("no topic layout Job")
