@@ -40,7 +40,7 @@ func runTopics(args []string) int {
 	fs := flag.NewFlagSet("topics apply", flag.ExitOnError)
 	var k kafkaFlags
 	k.register(fs)
-	file := fs.String("file", "deploy/topics.yaml", "topic layout")
+	file := fs.String("file", "", "topic layout (default: deploy/topics.yaml as this build embeds it)")
 	dry := fs.Bool("dry-run", false, "print what would change, change nothing")
 	repl := fs.Int("replication", 0, "override every topic's replication factor (a single-broker development cluster: 1)")
 	configs := configFlag{}
@@ -48,7 +48,10 @@ func runTopics(args []string) int {
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
 	fs.Parse(args[1:])
 
-	layout, err := topology.Load(*file)
+	layout, err := topology.Default(), error(nil)
+	if *file != "" {
+		layout, err = topology.Load(*file)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ctl:", err)
 		return 1
