@@ -19,23 +19,27 @@ import (
 // Env holds every process setting. Each field's env tag is the variable name;
 // the README documents them all.
 type Env struct {
-	IngressAddr    string   `env:"INGRESS_ADDR" envDefault:":8080"`
-	AdminAddr      string   `env:"ADMIN_ADDR" envDefault:":9090"`
-	KafkaBrokers   []string `env:"KAFKA_BROKERS" envSeparator:","`
-	Kafka          kafka.Security
-	Redis          redisconn.Options
-	TopicPrefix    string        `env:"TOPIC_PREFIX"`
-	Partitions     int32         `env:"TOPIC_PARTITIONS" envDefault:"6"`
-	Replication    int16         `env:"TOPIC_REPLICATION" envDefault:"-1"`
-	RedisURL       string        `env:"REDIS_URL"`
-	DataDir        string        `env:"DATA_DIR" envDefault:"./data"`
-	HeapAPIURL     string        `env:"HEAP_API_URL"`
-	SourcesFile    string        `env:"SOURCES_FILE"`
-	InstanceID     string        `env:"INSTANCE_ID"`
-	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
-	ProduceTimeout time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"8s"`
-	HeapTimeout    time.Duration `env:"HEAP_TIMEOUT" envDefault:"30s"`
-	LedgerTTL      time.Duration `env:"LEDGER_TTL" envDefault:"24h"`
+	IngressAddr string `env:"INGRESS_ADDR" envDefault:":8080"`
+	// IngressMaxConns bounds ingress's open connections; IngressMaxInflight
+	// the request-body bytes all its requests hold at once.
+	IngressMaxConns    int      `env:"INGRESS_MAX_CONNS" envDefault:"1024"`
+	IngressMaxInflight int64    `env:"INGRESS_MAX_INFLIGHT_BYTES" envDefault:"67108864"`
+	AdminAddr          string   `env:"ADMIN_ADDR" envDefault:":9090"`
+	KafkaBrokers       []string `env:"KAFKA_BROKERS" envSeparator:","`
+	Kafka              kafka.Security
+	Redis              redisconn.Options
+	TopicPrefix        string        `env:"TOPIC_PREFIX"`
+	Partitions         int32         `env:"TOPIC_PARTITIONS" envDefault:"6"`
+	Replication        int16         `env:"TOPIC_REPLICATION" envDefault:"-1"`
+	RedisURL           string        `env:"REDIS_URL"`
+	DataDir            string        `env:"DATA_DIR" envDefault:"./data"`
+	HeapAPIURL         string        `env:"HEAP_API_URL"`
+	SourcesFile        string        `env:"SOURCES_FILE"`
+	InstanceID         string        `env:"INSTANCE_ID"`
+	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
+	ProduceTimeout     time.Duration `env:"PRODUCE_TIMEOUT" envDefault:"8s"`
+	HeapTimeout        time.Duration `env:"HEAP_TIMEOUT" envDefault:"30s"`
+	LedgerTTL          time.Duration `env:"LEDGER_TTL" envDefault:"24h"`
 	// SweepInterval: how often pending events are checked for an identity
 	// that arrived unseen and for expiry.
 	SweepInterval time.Duration `env:"PENDING_SWEEP_INTERVAL" envDefault:"30s"`
@@ -147,6 +151,9 @@ func (e Env) Validate() error {
 	}
 	if err := e.Redis.Validate(e.RedisURL); err != nil {
 		errs = append(errs, err)
+	}
+	if e.IngressMaxConns < 1 || e.IngressMaxInflight < 1<<20 {
+		errs = append(errs, errors.New("INGRESS_MAX_CONNS must be at least 1 and INGRESS_MAX_INFLIGHT_BYTES at least 1048576"))
 	}
 	if e.IngressAddr == "" {
 		errs = append(errs, errors.New("INGRESS_ADDR must not be empty"))

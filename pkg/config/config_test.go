@@ -25,19 +25,21 @@ func lookupFrom(vars map[string]string) func(string) (string, bool) {
 
 func defaultEnv() Env {
 	return Env{
-		IngressAddr:       ":8080",
-		AdminAddr:         ":9090",
-		Partitions:        6,
-		Replication:       -1,
-		DataDir:           "./data",
-		LogLevel:          "info",
-		ProduceTimeout:    8 * time.Second,
-		HeapTimeout:       30 * time.Second,
-		LedgerTTL:         24 * time.Hour,
-		SweepInterval:     30 * time.Second,
-		MapperSessions:    2,
-		MailchimpLoginURL: "https://login.mailchimp.com",
-		Kafka:             kafka.Security{ClientID: "mailchimp-heap"},
+		IngressAddr:        ":8080",
+		IngressMaxConns:    1024,
+		IngressMaxInflight: 64 << 20,
+		AdminAddr:          ":9090",
+		Partitions:         6,
+		Replication:        -1,
+		DataDir:            "./data",
+		LogLevel:           "info",
+		ProduceTimeout:     8 * time.Second,
+		HeapTimeout:        30 * time.Second,
+		LedgerTTL:          24 * time.Hour,
+		SweepInterval:      30 * time.Second,
+		MapperSessions:     2,
+		MailchimpLoginURL:  "https://login.mailchimp.com",
+		Kafka:              kafka.Security{ClientID: "mailchimp-heap"},
 	}
 }
 

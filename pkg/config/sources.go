@@ -97,6 +97,14 @@ func (s Source) HeapURL(override string) string {
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// mailchimpDC is the form of Mailchimp's data centres (us1 ... us21): the
+// dc of an API key and of an OAuth token names the host credentials go to,
+// https://<dc>.api.mailchimp.com, so it must be nothing else.
+var mailchimpDC = regexp.MustCompile(`^[a-z]{2,5}[0-9]{1,3}$`)
+
+// IsMailchimpDC reports whether dc has the form of a Mailchimp data centre.
+func IsMailchimpDC(dc string) bool { return mailchimpDC.MatchString(dc) }
+
 func (s *Source) applyDefaults() {
 	if s.HeapRegion == "" {
 		s.HeapRegion = "us"
@@ -158,8 +166,9 @@ func (s Source) Validate() error {
 		errs = append(errs, fmt.Errorf("identity_events_per_minute %d must be 1..%d (Heap's limit)", s.IdentityEventsPerMinute, HeapIdentityEventsPerMinute))
 	}
 	if s.MailchimpAPIKey != "" {
-		if i := strings.LastIndex(s.MailchimpAPIKey, "-"); i < 1 || i == len(s.MailchimpAPIKey)-1 {
-			errs = append(errs, errors.New("mailchimp_api_key must look like <key>-<dc>"))
+		if i := strings.LastIndex(s.MailchimpAPIKey, "-"); i < 1 || !IsMailchimpDC(s.MailchimpAPIKey[i+1:]) {
+			// The key itself is a secret: the message never quotes it.
+			errs = append(errs, errors.New("mailchimp_api_key must look like <key>-<dc>, dc a Mailchimp data centre such as us21"))
 		}
 	}
 	if s.PollInterval < time.Second {

@@ -166,6 +166,11 @@ func TestParseSourcesErrors(t *testing.T) {
 		{name: "app rate over Heap's limit", in: "sources:\n  - {id: acme, heap_app_id: x, app_events_per_minute: 15001}\n", wantErr: []string{"app_events_per_minute 15001"}},
 		{name: "negative app rate", in: "sources:\n  - {id: acme, heap_app_id: x, app_events_per_minute: -1}\n", wantErr: []string{"app_events_per_minute -1"}},
 		{name: "identity rate over Heap's limit", in: "sources:\n  - {id: acme, heap_app_id: x, identity_events_per_minute: 1001}\n", wantErr: []string{"identity_events_per_minute 1001"}},
+		{name: "api key without dc", in: "sources:\n  - {id: acme, heap_app_id: x, mailchimp_api_key: 0123456789abcdef}\n", wantErr: []string{"mailchimp_api_key must look like <key>-<dc>"}},
+		{name: "api key with empty dc", in: "sources:\n  - {id: acme, heap_app_id: x, mailchimp_api_key: 0123456789abcdef-}\n", wantErr: []string{"mailchimp_api_key must look like <key>-<dc>"}},
+		{name: "api key dc is a host", in: "sources:\n  - {id: acme, heap_app_id: x, mailchimp_api_key: \"0123456789abcdef-evil.example/\"}\n", wantErr: []string{"mailchimp_api_key must look like <key>-<dc>"}},
+		{name: "api key dc with a fragment", in: "sources:\n  - {id: acme, heap_app_id: x, mailchimp_api_key: \"0123456789abcdef-evil.example#\"}\n", wantErr: []string{"mailchimp_api_key must look like <key>-<dc>"}},
+		{name: "api key dc upper case", in: "sources:\n  - {id: acme, heap_app_id: x, mailchimp_api_key: 0123456789abcdef-US21}\n", wantErr: []string{"mailchimp_api_key must look like <key>-<dc>"}},
 		{
 			name:    "duplicate id",
 			in:      "sources:\n  - {id: acme, heap_app_id: x}\n  - {id: acme, heap_app_id: y}\n",
@@ -276,5 +281,50 @@ func TestSourceHeapURL(t *testing.T) {
 	}
 	if HeapUSURL != "https://heapanalytics.com" || HeapEUURL != "https://c.eu.heap-api.com" {
 		t.Errorf("Heap endpoints changed: %q, %q (DESIGN.md §3)", HeapUSURL, HeapEUURL)
+	}
+}
+
+// TestMailchimpDC: a data centre is letters then digits (us21), so
+// https://<dc>.api.mailchimp.com is always one of Mailchimp's hosts.
+func TestMailchimpDC(t *testing.T) {
+	tests := []struct {
+		dc   string
+		want bool
+	}{
+		{"us1", true}, {"us6", true}, {"us21", true}, {"usx123", true}, {"us1234", false},
+		{"", false}, {"us", false}, {"21", false}, {"US21", false}, {"us21 ", false},
+		{"us21.evil", false}, {"evil.example", false}, {"us21/", false}, {"us21#", false},
+		{"us21@evil.example", false}, {"u1", false}, {"abcde999", true}, {"abcdef1", false},
+	}
+	for _, tt := range tests {
+		if got := IsMailchimpDC(tt.dc); got != tt.want {
+			t.Errorf("IsMailchimpDC(%q) = %v, want %v", tt.dc, got, tt.want)
+		}
+	}
+}
+
+// TestAPIKeyDC: a key whose dc is Mailchimp's is accepted, and a refusal
+// never quotes the key.
+func TestAPIKeyDC(t *testing.T) {
+	tests := []struct {
+		key     string
+		wantErr bool
+	}{
+		{"0123456789abcdef0123456789abcdef-us21", false},
+		{"0123456789abcdef0123456789abcdef-us6", false},
+		{"0123456789abcdef0123456789abcdef-evil.example", true},
+		{"0123456789abcdef0123456789abcdef-us21.api.mailchimp.com.evil.example", true},
+		{"-us21", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			_, err := NewSources(Source{ID: "acme", HeapAppID: "x", MailchimpAPIKey: tt.key})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("NewSources() error = %v, wantErr %v", err, tt.wantErr)
+			}
+			if secret, _, _ := strings.Cut(tt.key, "-"); err != nil && secret != "" && strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q quotes the key", err)
+			}
+		})
 	}
 }

@@ -6,15 +6,10 @@ package ingress
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
-	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,13 +19,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
-)
-
-// Body limits. Mailchimp documents none for audience webhooks (they are a few
-// hundred bytes); Mandrill documents at most 1000 events per batch.
-const (
-	MaxListBody     = 1 << 20
-	MaxMandrillBody = 32 << 20
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
 )
 
 // Publisher writes records durably; it returns once every record is
@@ -50,7 +39,14 @@ type Check struct {
 type Config struct {
 	Sources        *config.Sources
 	Topic          string // mailchimp.raw
+	DLQTopic       string // mailchimp.dlq: units that can never be a record of Topic
 	ProduceTimeout time.Duration
+	// MaxInflightBytes bounds the request-body bytes all requests hold at
+	// once (default DefaultInflightBytes).
+	MaxInflightBytes int64
+	// MaxUnitBytes is the largest payload unit written to Topic (default
+	// DefaultMaxUnitBytes); a larger one is dead-lettered alone.
+	MaxUnitBytes int
 	Log            *zap.Logger
 	Ready          []Check
 	Metrics        *metrics.Pipeline // nil: none
@@ -58,8 +54,9 @@ type Config struct {
 }
 
 type handler struct {
-	cfg Config
-	pub Publisher
+	cfg    Config
+	pub    Publisher
+	budget *budget
 }
 
 // NewHandler returns the ingress HTTP API.
@@ -70,7 +67,10 @@ func NewHandler(cfg Config, pub Publisher) http.Handler {
 	if cfg.ProduceTimeout <= 0 {
 		cfg.ProduceTimeout = 8 * time.Second
 	}
-	h := &handler{cfg: cfg, pub: pub}
+	if cfg.MaxUnitBytes <= 0 {
+		cfg.MaxUnitBytes = DefaultMaxUnitBytes
+	}
+	h := &handler{cfg: cfg, pub: pub, budget: newBudget(cfg.MaxInflightBytes)}
 	mux := http.NewServeMux()
 	// GET also answers HEAD: Mailchimp validates the URL with a GET.
 	mux.HandleFunc("GET /webhooks/mailchimp/{source}/{secret}", h.listValidate)
@@ -80,9 +80,34 @@ func NewHandler(cfg Config, pub Publisher) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", ReadyHandler(cfg.Ready))
+	// The public listener says only whether it is ready; the reasons are
+	// on ADMIN_ADDR, which the internet does not reach.
+	mux.HandleFunc("GET /readyz", StatusOnly(ReadyHandler(cfg.Ready)))
 	return mux
 }
+
+// StatusOnly answers as h does, without h's body: readiness on a public
+// port tells whether, not why.
+func StatusOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{header: http.Header{}}
+		h(rec, r)
+		status := "ready"
+		if rec.code != http.StatusOK {
+			status = "unavailable"
+		}
+		writeJSON(w, rec.code, map[string]string{"status": status})
+	}
+}
+
+type statusRecorder struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusRecorder) Header() http.Header         { return s.header }
+func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusRecorder) WriteHeader(code int)        { s.code = code }
 
 // ReadyHandler answers 200 when every check passes, else 503 naming the failures.
 func ReadyHandler(checks []Check) http.HandlerFunc {
@@ -114,8 +139,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// requestID is the caller's X-Request-Id when it is a plain token (it is
+// echoed, logged and written to Kafka headers), else a new one.
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 {
+	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
 		return id
 	}
 	b := make([]byte, 8)
@@ -123,15 +150,29 @@ func requestID(r *http.Request) string {
 	return hex.EncodeToString(b)
 }
 
-// listSource authenticates an audience webhook URL. Unknown sources and
-// sources without a secret are 404; a wrong secret is 401.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// errNotFound is every refusal of an audience webhook URL: an unknown
+// source, a source without audience webhooks and a wrong secret answer
+// alike, so the answer does not tell which sources exist.
+var errNotFound = &problem{http.StatusNotFound, "not found"}
+
+// listSource authenticates an audience webhook URL.
 func (h *handler) listSource(r *http.Request) (config.Source, *problem) {
 	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
-	if !ok || src.WebhookSecret == "" {
-		return config.Source{}, &problem{http.StatusNotFound, "unknown source"}
-	}
-	if subtle.ConstantTimeCompare([]byte(r.PathValue("secret")), []byte(src.WebhookSecret)) != 1 {
-		return config.Source{}, &problem{http.StatusUnauthorized, "bad webhook secret"}
+	if !secret.Equal(r.PathValue("secret"), src.WebhookSecret) || !ok {
+		return config.Source{}, errNotFound
 	}
 	return src, nil
 }
@@ -152,11 +193,13 @@ func (h *handler) listPost(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "", p, mailchimp.KindListWebhook, rid)
 		return
 	}
-	body, p := readBody(w, r, MaxListBody)
-	if p != nil {
+	bd := &body{b: h.budget}
+	defer bd.release()
+	if p := bd.read(w, r, MaxListBody); p != nil {
 		h.fail(w, r, src.ID, p, mailchimp.KindListWebhook, rid)
 		return
 	}
+	body := bd.buf
 	hook, err := mailchimp.ParseListWebhook(body)
 	if err != nil {
 		h.fail(w, r, src.ID, &problem{http.StatusBadRequest, err.Error()}, mailchimp.KindListWebhook, rid)
@@ -164,186 +207,6 @@ func (h *handler) listPost(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := h.record(src.ID, mailchimp.KindListWebhook, rid, hook.PartitionKey(), body)
 	h.publish(w, r, src.ID, mailchimp.KindListWebhook, rid, rec)
-}
-
-func (h *handler) mandrillHead(w http.ResponseWriter, r *http.Request) {
-	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
-	if !ok || src.MandrillWebhookKey == "" {
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
-	const kind = mailchimp.KindMandrillEvent
-	rid := requestID(r)
-	w.Header().Set("X-Request-Id", rid)
-	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
-	if !ok || src.MandrillWebhookKey == "" {
-		h.fail(w, r, "", &problem{http.StatusNotFound, "unknown source"}, kind, rid)
-		return
-	}
-	b := getBatch()
-	// Every record refers to b's bytes: b goes back to the pool only after
-	// Publish returned, when the producer is done with them.
-	defer putBatch(b)
-	var p *problem
-	if b.body, p = readBodyInto(w, r, MaxMandrillBody, b.body); p != nil {
-		h.fail(w, r, src.ID, p, kind, rid)
-		return
-	}
-	events, verify, p := mandrillEvents(src, b.body, r.Header.Get(mailchimp.MandrillSignatureHdr))
-	if p != nil {
-		h.fail(w, r, src.ID, p, kind, rid)
-		return
-	}
-	units, err := mailchimp.ScanMandrillBatch(events, b.units[:0])
-	b.units = units[:0]
-	valid := verify(src.MandrillWebhookKey) ||
-		// Mandrill's validation POST is an empty batch signed with a fixed key.
-		(err == nil && len(units) == 0 && verify(mailchimp.MandrillValidationKey))
-	if !valid {
-		h.fail(w, r, src.ID, &problem{http.StatusForbidden, "bad signature"}, kind, rid)
-		return
-	}
-	if err != nil {
-		h.fail(w, r, src.ID, &problem{http.StatusBadRequest, err.Error()}, kind, rid)
-		return
-	}
-	if len(units) > mailchimp.MandrillMaxBatch {
-		h.fail(w, r, src.ID, &problem{http.StatusRequestEntityTooLarge, "more than 1000 events in one batch"}, kind, rid)
-		return
-	}
-	h.publish(w, r, src.ID, kind, rid, b.records(h.cfg.Topic, src.ID, h.headers(src.ID, kind, rid), units)...)
-}
-
-// mandrillEvents returns the mandrill_events value of a Mandrill webhook body
-// and how to check its signature against a key. A body that is the one
-// field, as Mandrill sends it, is unescaped in place and signed as is;
-// another goes through url.ParseQuery and MandrillSignature.
-func mandrillEvents(src config.Source, body []byte, sig string) ([]byte, func(key string) bool, *problem) {
-	events, single, err := mailchimp.UnescapeMandrillForm(body)
-	if single {
-		switch {
-		case err != nil:
-			return nil, nil, &problem{http.StatusBadRequest, "form: " + err.Error()}
-		case sig == "":
-			return nil, nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
-		}
-		return events, func(key string) bool {
-			return mailchimp.VerifyMandrillEvents(src.MandrillWebhookURL, key, events, sig)
-		}, nil
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, nil, &problem{http.StatusBadRequest, "form: " + err.Error()}
-	}
-	if sig == "" {
-		return nil, nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
-	}
-	verify := func(key string) bool {
-		return mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, key, form, sig)
-	}
-	values, present := form[mailchimp.MandrillEventsField]
-	if !present || len(values) != 1 {
-		// Verify before describing the body to an unauthenticated caller.
-		if !verify(src.MandrillWebhookKey) {
-			return nil, nil, &problem{http.StatusForbidden, "bad signature"}
-		}
-		return nil, nil, &problem{http.StatusBadRequest, "want exactly one mandrill_events field"}
-	}
-	return []byte(values[0]), verify, nil
-}
-
-// mandrillBatch holds one Mandrill request's buffers, reused across
-// requests: a 1000-event batch is ~1 MB of body and 1000 records.
-type mandrillBatch struct {
-	body  []byte
-	units []mailchimp.MandrillUnit
-	recs  []kgo.Record
-	ptrs  []*kgo.Record
-	keys  []byte
-}
-
-// maxPooledBody bounds what the pool keeps: a rare huge body is not held.
-const maxPooledBody = 4 << 20
-
-var batches = sync.Pool{New: func() any { return new(mandrillBatch) }}
-
-func getBatch() *mandrillBatch { return batches.Get().(*mandrillBatch) }
-
-func putBatch(b *mandrillBatch) {
-	if cap(b.body) > maxPooledBody {
-		return
-	}
-	clear(b.recs) // drop references to values, contexts and the producer's state
-	b.units = b.units[:0]
-	batches.Put(b)
-}
-
-// records are one record per event, keyed by message ("m:" + message id, or
-// "m:" when it has none: an event the mapper will dead-letter still needs a
-// key), all sharing headers.
-func (b *mandrillBatch) records(topic, source string, headers []kgo.RecordHeader, units []mailchimp.MandrillUnit) []*kgo.Record {
-	const sep = "/m:"
-	n := 0
-	for _, u := range units {
-		n += len(source) + len(sep) + len(u.MessageID)
-	}
-	if cap(b.keys) < n {
-		b.keys = make([]byte, 0, n)
-	}
-	if cap(b.recs) < len(units) {
-		b.recs = make([]kgo.Record, len(units))
-		b.ptrs = make([]*kgo.Record, len(units))
-	}
-	keys := b.keys[:0]
-	recs, ptrs := b.recs[:len(units)], b.ptrs[:len(units)]
-	for i, u := range units {
-		at := len(keys)
-		keys = append(append(append(keys, source...), sep...), u.MessageID...)
-		recs[i] = kgo.Record{Topic: topic, Key: keys[at:len(keys):len(keys)], Value: u.Raw, Headers: headers}
-		ptrs[i] = &recs[i]
-	}
-	return ptrs
-}
-
-// readBodyInto reads the body into buf's storage, growing it as needed.
-func readBodyInto(w http.ResponseWriter, r *http.Request, limit int64, buf []byte) ([]byte, *problem) {
-	if n := r.ContentLength; n > 0 && n < limit && int64(cap(buf)) <= n {
-		buf = make([]byte, 0, n+1) // +1: the read that sees EOF needs room
-	}
-	buf = buf[:0]
-	rd := http.MaxBytesReader(w, r.Body, limit)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := rd.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		var tooBig *http.MaxBytesError
-		switch {
-		case err == io.EOF:
-			return buf, nil
-		case errors.As(err, &tooBig):
-			return buf, &problem{http.StatusRequestEntityTooLarge, "body over the limit"}
-		case err != nil:
-			return buf, &problem{http.StatusBadRequest, "read body: " + err.Error()}
-		}
-	}
-}
-
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *problem) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return nil, &problem{http.StatusRequestEntityTooLarge, "body over the limit"}
-	case err != nil:
-		return nil, &problem{http.StatusBadRequest, "read body: " + err.Error()}
-	}
-	return body, nil
 }
 
 func (h *handler) record(source, kind, rid, key string, value []byte) *kgo.Record {
@@ -421,3 +284,5 @@ type KafkaPublisher struct {
 func (p KafkaPublisher) Publish(ctx context.Context, recs ...*kgo.Record) error {
 	return p.Client.ProduceSync(ctx, recs...).FirstErr()
 }
+
+func zapReason(reason string) zap.Field { return zap.String("reason", reason) }

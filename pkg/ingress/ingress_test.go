@@ -32,6 +32,7 @@ const secret = "s3cret-s3cret-s3cret"
 type env struct {
 	srv     *httptest.Server
 	topic   string
+	dlq     string
 	brokers []string
 	logs    *observer.ObservedLogs
 }
@@ -62,6 +63,7 @@ func newEnv(t *testing.T, brokers []string, produceTimeout time.Duration) *env {
 	h := ingress.NewHandler(ingress.Config{
 		Sources:        sources(t),
 		Topic:          topics.Raw,
+		DLQTopic:       topics.RawDLQ,
 		ProduceTimeout: produceTimeout,
 		Log:            zap.New(core),
 		Ready: []ingress.Check{{Name: "kafka", Fn: func(ctx context.Context) error {
@@ -70,7 +72,7 @@ func newEnv(t *testing.T, brokers []string, produceTimeout time.Duration) *env {
 	}, ingress.KafkaPublisher{Client: cl})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, topic: topics.Raw, brokers: brokers, logs: logs}
+	return &env{srv: srv, topic: topics.Raw, dlq: topics.RawDLQ, brokers: brokers, logs: logs}
 }
 
 // published counts the records in the topic.
@@ -150,17 +152,17 @@ func TestIngress(t *testing.T) {
 	cases := []tc{
 		{"audience GET validation", "GET", listPath, nil, nil, 200, 0},
 		{"audience HEAD", "HEAD", listPath, nil, nil, 200, 0},
-		{"audience GET wrong secret", "GET", "/webhooks/mailchimp/acme/wrong-secret-wrong", nil, nil, 401, 0},
+		{"audience GET wrong secret: as unknown", "GET", "/webhooks/mailchimp/acme/wrong-secret-wrong", nil, nil, 404, 0},
 		{"audience POST unknown source", "POST", "/webhooks/mailchimp/nobody/" + secret, fixtures.Read("list-webhooks/subscribe.form"), nil, 404, 0},
 		{"audience POST source without secret", "POST", "/webhooks/mailchimp/nomandrill/x", fixtures.Read("list-webhooks/subscribe.form"), nil, 404, 0},
-		{"audience POST wrong secret", "POST", "/webhooks/mailchimp/acme/" + secret + "x", fixtures.Read("list-webhooks/subscribe.form"), nil, 401, 0},
+		{"audience POST wrong secret: as unknown", "POST", "/webhooks/mailchimp/acme/" + secret + "x", fixtures.Read("list-webhooks/subscribe.form"), nil, 404, 0},
 		{"audience POST malformed", "POST", listPath, []byte("type=&fired_at=x"), nil, 400, 0},
 		{"audience POST bad encoding", "POST", listPath, []byte("type=subscribe&%zz"), nil, 400, 0},
 		{"audience POST unknown type", "POST", listPath, []byte("type=party&fired_at=2026-10-01+08%3A00%3A12"), nil, 400, 0},
 		{"audience POST too large", "POST", listPath, bytes.Repeat([]byte("a"), ingress.MaxListBody+1), nil, 413, 0},
 		{"mandrill HEAD", "HEAD", "/webhooks/mandrill/acme", nil, nil, 200, 0},
-		{"mandrill HEAD unknown", "HEAD", "/webhooks/mandrill/nobody", nil, nil, 404, 0},
-		{"mandrill HEAD not configured", "HEAD", "/webhooks/mandrill/nomandrill", nil, nil, 404, 0},
+		{"mandrill HEAD unknown: as any", "HEAD", "/webhooks/mandrill/nobody", nil, nil, 200, 0},
+		{"mandrill HEAD not configured: as any", "HEAD", "/webhooks/mandrill/nomandrill", nil, nil, 200, 0},
 		{"mandrill validation POST", "POST", "/webhooks/mandrill/acme", []byte(sig.ValidationPost.Body),
 			map[string]string{mailchimp.MandrillSignatureHdr: sig.ValidationPost.XMandrillSignature}, 200, 0},
 		{"mandrill batch", "POST", "/webhooks/mandrill/acme", mandrillBody,
@@ -170,8 +172,8 @@ func TestIngress(t *testing.T) {
 			map[string]string{mailchimp.MandrillSignatureHdr: sig.ValidationPost.XMandrillSignature}, 403, 0},
 		{"mandrill batch signed with the validation key", "POST", "/webhooks/mandrill/acme", mandrillBody,
 			map[string]string{mailchimp.MandrillSignatureHdr: mailchimp.MandrillSignature(sig.RegisteredURL, mailchimp.MandrillValidationKey, mustForm(mandrillBody))}, 403, 0},
-		{"mandrill unknown source", "POST", "/webhooks/mandrill/nobody", mandrillBody,
-			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 404, 0},
+		{"mandrill unknown source: as a bad signature", "POST", "/webhooks/mandrill/nobody", mandrillBody,
+			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 403, 0},
 		{"mandrill not JSON", "POST", "/webhooks/mandrill/acme", notJSON, notJSONHdr, 400, 0},
 		{"mandrill not JSON, bad signature", "POST", "/webhooks/mandrill/acme", notJSON, notJSONBadSig, 403, 0},
 		{"mandrill two fields", "POST", "/webhooks/mandrill/acme", twoFields, twoFieldsHdr, 400, 0},
@@ -181,7 +183,7 @@ func TestIngress(t *testing.T) {
 		{"mandrill batch, escaped field name", "POST", "/webhooks/mandrill/acme", escapedName,
 			map[string]string{mailchimp.MandrillSignatureHdr: sig.XMandrillSignature}, 200, 9},
 		{"mandrill bad escape", "POST", "/webhooks/mandrill/acme", badEscape, badEscapeHdr, 400, 0},
-		{"mandrill bad escape, unsigned", "POST", "/webhooks/mandrill/acme", badEscape, nil, 400, 0},
+		{"mandrill bad escape, unsigned: refused unread", "POST", "/webhooks/mandrill/acme", badEscape, nil, 401, 0},
 		{"mandrill empty body", "POST", "/webhooks/mandrill/acme", nil, notJSONBadSig, 403, 0},
 		{"mandrill 1001 events", "POST", "/webhooks/mandrill/acme", tooMany, tooManyHdr, 413, 0},
 		{"mandrill body too large", "POST", "/webhooks/mandrill/acme", bytes.Repeat([]byte("a"), ingress.MaxMandrillBody+1), nil, 413, 0},

@@ -77,6 +77,7 @@ func Needs(role string, t Topics, prefix, instance string) ([]Access, error) {
 	case "ingress":
 		return []Access{
 			topic(t.Raw, "webhooks and polled reports", OpWrite, OpDescribe),
+			topic(t.RawDLQ, "events too large to be a record", OpWrite, OpDescribe),
 			topic(t.Identities, "identity feed", OpWrite, OpDescribe),
 			topic(t.Cursors, "poller progress (read back at start)", OpRead, OpWrite, OpDescribe),
 			topic(t.Tokens, "OAuth tokens (encrypted; read back at start)", OpRead, OpWrite, OpDescribe),

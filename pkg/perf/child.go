@@ -71,13 +71,7 @@ func RunChild() bool {
 	}
 	switch role {
 	case "ingress":
-		service.Main("ingress", func(ctx context.Context, d *service.Deps) error {
-			ln, err := net.Listen("tcp", d.Env.IngressAddr)
-			if err != nil {
-				return fmt.Errorf("INGRESS_ADDR: %w", err)
-			}
-			return service.Ingress(ctx, d, ln)
-		})
+		service.Main("ingress", service.ServeIngress)
 	case "mapper":
 		// The mapper loop as service.Mapper configures it, without the
 		// materializer the service runs beside it (not under test); the harness

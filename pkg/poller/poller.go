@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -287,9 +286,17 @@ func (p *Poller) credentials(ctx context.Context, src config.Source) (mailchimp.
 	if err != nil || !ok {
 		return mailchimp.Credentials{}, false, err
 	}
-	apiURL := src.MailchimpAPIURL
-	if apiURL == "" && tok.APIEndpoint != "" {
-		apiURL = strings.TrimRight(tok.APIEndpoint, "/") + "/3.0"
+	apiURL := src.MailchimpAPIURL // the explicit override (tests, proxies)
+	if apiURL == "" {
+		// The token goes only to a Mailchimp data centre, whatever its
+		// metadata said when it was stored.
+		if apiURL, err = tok.APIURL(); err != nil {
+			reason := "the stored token's API endpoint is not Mailchimp's: connect Mailchimp again"
+			if serr := p.cfg.States.SetState(ctx, src.ID, "reconnect_needed", reason); serr != nil {
+				p.cfg.Log.Warn("poller: record source state", zap.Error(serr))
+			}
+			return mailchimp.Credentials{}, false, fmt.Errorf("poller: source %s: token not sent: %w", src.ID, err)
+		}
 	}
 	return mailchimp.Credentials{Token: tok.AccessToken, DC: tok.DC, APIURL: apiURL}, true, nil
 }

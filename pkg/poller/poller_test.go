@@ -3,8 +3,12 @@ package poller_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +26,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
 var now = time.Date(2026, 10, 10, 12, 0, 0, 0, time.UTC)
@@ -53,11 +58,18 @@ func newHarness(t *testing.T, opts ...mailchimptest.Option) *harness {
 	return h
 }
 
-func (h *harness) poller(pageSize int) *poller.Poller {
+func (h *harness) poller(pageSize int) *poller.Poller { return h.pollerWith(pageSize, nil) }
+
+// pollerWith is poller with cfg changed by edit.
+func (h *harness) pollerWith(pageSize int, edit func(*poller.Config)) *poller.Poller {
 	ss, _ := config.NewSources(h.src)
-	p, err := poller.New(poller.Config{Brokers: h.brokers, Topics: h.topics, TransactionID: h.prefix + "poller",
+	cfg := poller.Config{Brokers: h.brokers, Topics: h.topics, TransactionID: h.prefix + "poller",
 		Sources: ss, Owner: lease.New(h.rdb, "me"), States: h.status, Log: zaptest.NewLogger(h.t),
-		PageSize: pageSize, MaxBackoff: 200 * time.Millisecond, Now: func() time.Time { return now }})
+		PageSize: pageSize, MaxBackoff: 200 * time.Millisecond, Now: func() time.Time { return now }}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := poller.New(cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -255,5 +267,113 @@ func TestPollerBackfill(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the backfill date did not reach last year's campaign")
+	}
+}
+
+// tokenOf is a token store holding one token for every source.
+type tokenOf tokens.Token
+
+func (t tokenOf) Get(context.Context, string) (tokens.Token, bool, error) {
+	return tokens.Token(t), true, nil
+}
+
+// rerouter records the host of every request and delivers it to the
+// stand-in, as if the stand-in were that host.
+type rerouter struct {
+	to    *url.URL
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (rr *rerouter) RoundTrip(req *http.Request) (*http.Response, error) {
+	rr.mu.Lock()
+	rr.hosts = append(rr.hosts, req.URL.Scheme+"://"+req.URL.Host)
+	rr.mu.Unlock()
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = rr.to.Scheme, rr.to.Host, ""
+	return http.DefaultTransport.RoundTrip(out)
+}
+
+func (rr *rerouter) sent() []string {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return append([]string(nil), rr.hosts...)
+}
+
+// TestPollerTokenEndpoint: an OAuth token goes only to a Mailchimp data
+// centre's API host, or to the source's explicit mailchimp_api_url; for any
+// other api_endpoint the poller sends nothing and marks the source.
+func TestPollerTokenEndpoint(t *testing.T) {
+	h := newHarness(t)
+	h.mc.LoadFixtures()
+	access := h.mc.IssueToken(mailchimptest.DefaultAccount)
+	stand, err := url.Parse(h.mc.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		dc       string
+		endpoint string
+		override bool   // the source sets mailchimp_api_url (the stand-in)
+		wantHost string // where the token went; "" for nowhere
+	}{
+		{name: "mailchimp endpoint", dc: "us21", endpoint: "https://us21.api.mailchimp.com", wantHost: "https://us21.api.mailchimp.com"},
+		{name: "mailchimp endpoint with slash", dc: "us21", endpoint: "https://us21.api.mailchimp.com/", wantHost: "https://us21.api.mailchimp.com"},
+		{name: "no endpoint: the dc's host", dc: "us6", wantHost: "https://us6.api.mailchimp.com"},
+		{name: "another host", dc: "us21", endpoint: "https://evil.example"},
+		{name: "plain http", dc: "us21", endpoint: "http://us21.api.mailchimp.com"},
+		{name: "mailchimp name as a subdomain", dc: "us21", endpoint: "https://us21.api.mailchimp.com.evil.example"},
+		{name: "user info", dc: "us21", endpoint: "https://us21.api.mailchimp.com@evil.example"},
+		{name: "port", dc: "us21", endpoint: "https://us21.api.mailchimp.com:8443"},
+		{name: "path", dc: "us21", endpoint: "https://us21.api.mailchimp.com/evil"},
+		{name: "endpoint of another dc", dc: "us21", endpoint: "https://us6.api.mailchimp.com"},
+		{name: "dc that is a host", dc: "evil.example/", endpoint: ""},
+		{name: "override wins over a foreign endpoint", dc: "us21", endpoint: "https://evil.example", override: true, wantHost: h.mc.URL},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			h.src = config.Source{ID: fmt.Sprintf("oauth%d", i), HeapAppID: "app", MailchimpOAuth: true, ActivityWindow: 90 * 24 * time.Hour}
+			if tt.override {
+				h.src.MailchimpAPIURL = h.mc.APIURL
+			}
+			ss, err := config.NewSources(h.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.src, _ = ss.Get(h.src.ID)
+			rr := &rerouter{to: stand}
+			p := h.pollerWith(1000, func(c *poller.Config) {
+				c.Tokens = tokenOf{AccessToken: access, DC: tt.dc, APIEndpoint: tt.endpoint}
+				c.HTTP = &http.Client{Transport: rr}
+			})
+			err = p.Pass(ctx, h.src)
+			sent := rr.sent()
+			state, reason, _ := h.status.State(ctx, h.src.ID)
+			if tt.wantHost == "" {
+				if err == nil || !errors.Is(err, tokens.ErrEndpoint) {
+					t.Errorf("Pass = %v, want a refusal wrapping tokens.ErrEndpoint", err)
+				}
+				if len(sent) != 0 {
+					t.Errorf("the token was sent to %v", sent)
+				}
+				if state != status.StateReconnectNeeded || reason == "" {
+					t.Errorf("state %q (%q), want %s with a reason", state, reason, status.StateReconnectNeeded)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Pass = %v", err)
+			}
+			if len(sent) == 0 {
+				t.Fatal("nothing was polled")
+			}
+			for _, host := range sent {
+				if host != tt.wantHost {
+					t.Fatalf("a request went to %s, want only %s", host, tt.wantHost)
+				}
+			}
+		})
 	}
 }

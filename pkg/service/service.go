@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/netutil"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
@@ -91,6 +92,9 @@ type Deps struct {
 	Codec   *events.Codec
 	Kafka   *kgo.Client // plain client: readiness, topic setup
 	Metrics *metrics.Pipeline
+	// Embedded is the all-in-one development stack: the status page and
+	// "Connect Mailchimp" may then be used without an operator token.
+	Embedded bool
 	// Needs are the ACLs of the roles this process runs; readiness checks
 	// them as start-up did.
 	Needs []kafka.Access
@@ -233,8 +237,9 @@ func instanceID(env config.Env) string {
 	return h
 }
 
-// Ingress serves the webhook API on ln until ctx ends.
-func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
+// Ingress serves the webhook API on ln (the public listener) and its
+// metrics and readiness details on admin (ADMIN_ADDR) until ctx ends.
+func Ingress(ctx context.Context, d *Deps, ln, admin net.Listener) error {
 	producer, err := kgo.NewClient(append(d.roleOpts("ingress"),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)...)
@@ -242,52 +247,83 @@ func Ingress(ctx context.Context, d *Deps, ln net.Listener) error {
 		return fmt.Errorf("ingress: kafka: %w", err)
 	}
 	defer producer.Close()
-	h := ingress.NewHandler(ingress.Config{
-		Sources:        d.Sources,
-		Topic:          d.Topics.Raw,
-		ProduceTimeout: d.Env.ProduceTimeout,
-		Log:            d.Log.Named("ingress"),
-		Ready:          d.Ready(),
-		Metrics:        d.Metrics,
-	}, ingress.KafkaPublisher{Client: producer})
-	{
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", d.Metrics.Handler())
-		page := statuspage.Handler(statuspage.Config{
-			Sources: d.Sources, Status: status.NewStore(d.Redis), PublicURL: d.Env.PublicURL,
-			OAuth: d.Env.OAuth(), Token: d.Env.StatusToken, Log: d.Log.Named("statuspage"),
-		})
-		mux.Handle("GET /v1/sources/{id}/status", page)
-		mux.Handle("GET /sources/{id}", page)
-		// The identity feed shares ingress's producer (acks=all, idempotent).
-		mux.Handle(identityfeed.Path, identityfeed.NewHandler(identityfeed.Config{
-			Sources: d.Sources, Topic: d.Topics.Identities, HeapURL: d.Env.HeapAPIURL,
-			ProduceTimeout: d.Env.ProduceTimeout, Log: d.Log.Named("identityfeed"),
-		}, identityfeed.KafkaPublisher{Client: producer}))
-		mux.Handle("/", h)
-		h = mux
-	}
-	if d.Env.OAuth() {
-		store, err := d.tokenStore(producer)
-		if err != nil {
-			return err
-		}
-		key, _ := tokens.ParseKey(d.Env.TokenKey)
-		mux := http.NewServeMux()
-		mux.Handle("/connect/", connect.Handler(connect.Config{
-			ClientID: d.Env.MailchimpClientID, ClientSecret: d.Env.MailchimpClientSecret,
-			RedirectURL: d.Env.MailchimpRedirectURL, LoginURL: d.Env.MailchimpLoginURL,
-			// The state key is derived from, never equal to, the token key.
-			StateKey: hmacKey(key, "oauth-state"),
-			Sources:  d.Sources, Tokens: store, States: status.NewStore(d.Redis), Log: d.Log.Named("connect"),
-		}))
-		mux.Handle("/", h)
-		h = mux
+	h, err := d.publicHandler(producer)
+	if err != nil {
+		return err
 	}
 	return Group(ctx,
-		func(ctx context.Context) error { return Serve(ctx, ln, h, d.Log) },
+		func(ctx context.Context) error {
+			return Serve(ctx, netutil.LimitListener(ln, d.Env.IngressMaxConns), h, d.Log)
+		},
+		func(ctx context.Context) error { return Serve(ctx, admin, Admin(d), d.Log) },
 		func(ctx context.Context) error { return Poller(ctx, d) },
 	)
+}
+
+// ServeIngress is the ingress service: Ingress on INGRESS_ADDR and ADMIN_ADDR.
+func ServeIngress(ctx context.Context, d *Deps) error {
+	ln, err := net.Listen("tcp", d.Env.IngressAddr)
+	if err != nil {
+		return fmt.Errorf("INGRESS_ADDR: %w", err)
+	}
+	admin, err := net.Listen("tcp", d.Env.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ADMIN_ADDR: %w", err)
+	}
+	return Ingress(ctx, d, ln, admin)
+}
+
+// publicHandler is what the internet reaches: the webhooks, the identity
+// feed, the status page (behind its token) and "Connect Mailchimp".
+func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
+	hooks := ingress.NewHandler(ingress.Config{
+		Sources:          d.Sources,
+		Topic:            d.Topics.Raw,
+		DLQTopic:         d.Topics.RawDLQ,
+		ProduceTimeout:   d.Env.ProduceTimeout,
+		MaxInflightBytes: d.Env.IngressMaxInflight,
+		Log:              d.Log.Named("ingress"),
+		Ready:            d.Ready(),
+		Metrics:          d.Metrics,
+	}, ingress.KafkaPublisher{Client: producer})
+	mux := http.NewServeMux()
+	page := statuspage.Handler(statuspage.Config{
+		Sources: d.Sources, Status: status.NewStore(d.Redis), PublicURL: d.Env.PublicURL,
+		OAuth: d.Env.OAuth(), Token: d.Env.StatusToken, Open: d.Embedded, Log: d.Log.Named("statuspage"),
+	})
+	if d.Env.StatusToken == "" && !d.Embedded {
+		d.Log.Info("source status page off: set STATUS_TOKEN to turn it on")
+	}
+	mux.Handle("GET /v1/sources/{id}/status", page)
+	mux.Handle("GET /sources/{id}", page)
+	// The identity feed shares ingress's producer (acks=all, idempotent).
+	mux.Handle(identityfeed.Path, identityfeed.NewHandler(identityfeed.Config{
+		Sources: d.Sources, Topic: d.Topics.Identities, HeapURL: d.Env.HeapAPIURL,
+		ProduceTimeout: d.Env.ProduceTimeout, Log: d.Log.Named("identityfeed"),
+	}, identityfeed.KafkaPublisher{Client: producer}))
+	mux.Handle("/", hooks)
+	if !d.Env.OAuth() {
+		return mux, nil
+	}
+	store, err := d.tokenStore(producer)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := tokens.ParseKey(d.Env.TokenKey)
+	mux.Handle("/connect/", connect.Handler(connect.Config{
+		ClientID: d.Env.MailchimpClientID, ClientSecret: d.Env.MailchimpClientSecret,
+		RedirectURL: d.Env.MailchimpRedirectURL, LoginURL: d.Env.MailchimpLoginURL,
+		// The state key is derived from, never equal to, the token key.
+		StateKey: hmacKey(key, "oauth-state"),
+		Sources:  d.Sources, Tokens: store, States: status.NewStore(d.Redis), Log: d.Log.Named("connect"),
+		// Only an operator starts "Connect Mailchimp"; the embedded stack
+		// is the development exception.
+		OperatorToken:        d.Env.StatusToken,
+		AllowUnauthenticated: d.Embedded,
+		Once:                 status.NewStore(d.Redis),
+	}))
+	return mux, nil
 }
 
 // Poller polls the Reports API of the sources that have Mailchimp
@@ -418,9 +454,23 @@ func Admin(d *Deps) http.Handler {
 	return mux
 }
 
+// Server bounds: a sender gets 10 s for its headers and 60 s for its whole
+// request (a Mandrill batch of the largest size takes well under a second
+// on any link Mandrill uses), an idle keep-alive connection is closed after
+// 60 s, and headers are at most 64 KiB.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 90 * time.Second // the read, then up to PRODUCE_TIMEOUT for Kafka
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
 // Serve serves h on ln until ctx ends, then drains for up to 10 s.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *zap.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("http"))}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: zap.NewStdLog(log.Named("http"))}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

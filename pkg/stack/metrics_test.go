@@ -73,7 +73,7 @@ func TestStackMetrics(t *testing.T) {
 	var fams map[string]*dto.MetricFamily
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		fams = scrape(t, info.IngressURL)
+		fams = scrape(t, info.AdminURL)
 		if sum(fams, "emitter_events_total", map[string]string{"outcome": "delivered"}) >= 5 || time.Now().After(deadline) {
 			break
 		}

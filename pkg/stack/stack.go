@@ -32,6 +32,7 @@ import (
 // Info describes a running stack.
 type Info struct {
 	IngressURL string
+	AdminURL   string // /metrics, /readyz with reasons
 	HeapURL    string
 	Sink       *heaptest.Sink         // nil when HEAP_API_URL points at a real Heap
 	Mailchimp  *mailchimptest.Service // the demo's Mailchimp stand-in, nil otherwise
@@ -83,6 +84,12 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	if err != nil {
 		return fmt.Errorf("INGRESS_ADDR: %w", err)
 	}
+	admin, err := net.Listen("tcp", env.AdminAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ADMIN_ADDR: %w", err)
+	}
+	defer admin.Close() // Serve closes it too; this covers the early returns
 	ingressURL := "http://" + hostPort(ln.Addr())
 	sources, demo, err := loadSources(env, ingressURL)
 	if err != nil {
@@ -123,13 +130,14 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 		return err
 	}
 	defer d.Close()
+	d.Embedded = true
 	printBanner(out, ingressURL, sources, demo)
-	info := Info{IngressURL: ingressURL, HeapURL: env.HeapAPIURL, Sink: sink, Mailchimp: mc, Sources: sources, Brokers: brokers}
+	info := Info{IngressURL: ingressURL, AdminURL: "http://" + hostPort(admin.Addr()), HeapURL: env.HeapAPIURL, Sink: sink, Mailchimp: mc, Sources: sources, Brokers: brokers}
 	if ready != nil {
 		ready(info)
 	}
 	fns := []func(context.Context) error{
-		func(ctx context.Context) error { return service.Ingress(ctx, d, ln) },
+		func(ctx context.Context) error { return service.Ingress(ctx, d, ln, admin) },
 		func(ctx context.Context) error { return service.Mapper(ctx, d) },
 		func(ctx context.Context) error { return service.Emitter(ctx, d) },
 	}
@@ -193,7 +201,9 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// printBanner prints the webhook URLs to paste into Mailchimp and Mandrill.
+// printBanner prints where to find the webhook URLs to paste into
+// Mailchimp and Mandrill. It prints no secret: the audience URL's secret
+// segment stays in the sources file and on the status page.
 // It writes to the terminal, not the log: the audience URL holds a secret.
 func printBanner(out io.Writer, ingressURL string, sources *config.Sources, demo bool) {
 	if out == nil {
@@ -204,7 +214,7 @@ func printBanner(out io.Writer, ingressURL string, sources *config.Sources, demo
 	for _, s := range sources.All() {
 		fmt.Fprintf(&b, "source %s -> Heap app %s\n", s.ID, s.HeapAppID)
 		if s.WebhookSecret != "" {
-			fmt.Fprintf(&b, "  Mailchimp audience webhook: %s/webhooks/mailchimp/%s/%s\n", ingressURL, s.ID, s.WebhookSecret)
+			fmt.Fprintf(&b, "  Mailchimp audience webhook: %s/webhooks/mailchimp/%s/<webhook_secret> (full URL: %s/sources/%s)\n", ingressURL, s.ID, ingressURL, s.ID)
 		}
 		if s.MandrillWebhookKey != "" {
 			fmt.Fprintf(&b, "  Mandrill webhook:           %s/webhooks/mandrill/%s (registered as %s)\n", ingressURL, s.ID, s.MandrillWebhookURL)

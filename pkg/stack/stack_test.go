@@ -54,7 +54,7 @@ func testEnv(t *testing.T, prefix string) config.Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.IngressAddr = "127.0.0.1:0"
+	env.IngressAddr, env.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	env.DataDir = t.TempDir()
 	env.RedisURL, env.Redis = redistest.URL(t), redistest.Options(t)
 	env.Partitions = 3

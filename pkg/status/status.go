@@ -2,11 +2,13 @@
 // events: its connection state, the campaigns it skips and why, and counters
 // of what was delivered, is pending or was dead-lettered.
 //
-// Every method is a no-op on a nil *Store, so wiring it stays optional.
+// Every method but Once is a no-op on a nil *Store, so wiring it stays
+// optional; Once fails closed instead.
 package status
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -147,6 +149,26 @@ func (s *Store) AddPending(ctx context.Context, source string, delta int64) erro
 		return fmt.Errorf("status: pending %s: %w", source, err)
 	}
 	return nil
+}
+
+func onceKey(key string) string { return "mh:once:" + key }
+
+// Once records key for ttl and reports whether this call was the first to
+// do so (SET NX PX): what it guards (an OAuth state) is used once. On a nil
+// Store, a non-positive ttl or a Redis error it answers an error, never
+// first, so a caller refuses rather than accepting a replay.
+func (s *Store) Once(ctx context.Context, key string, ttl time.Duration) (first bool, err error) {
+	if s == nil {
+		return false, errors.New("status: once: no store")
+	}
+	if ttl <= 0 {
+		return false, fmt.Errorf("status: once: ttl %s must be positive", ttl)
+	}
+	first, err = s.rdb.SetNX(ctx, onceKey(key), 1, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("status: once: %w", err)
+	}
+	return first, nil
 }
 
 // Report is everything recorded about a source.

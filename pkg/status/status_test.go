@@ -167,3 +167,49 @@ func TestNilStore(t *testing.T) {
 		t.Fatalf("Report = %+v, %v", r, err)
 	}
 }
+
+// TestOnce: only the first use of a key within its ttl is first; the key
+// is free again once the ttl has passed; a nil store refuses.
+func TestOnce(t *testing.T) {
+	ctx := context.Background()
+	s := status.NewStore(redistest.Client(t))
+	key := "test:" + sourceID(t)
+	tests := []struct {
+		name      string
+		key       string
+		ttl       time.Duration
+		wantFirst bool
+		wantErr   bool
+	}{
+		{name: "first use", key: key, ttl: 300 * time.Millisecond, wantFirst: true},
+		{name: "second use", key: key, ttl: time.Minute},
+		{name: "another key", key: key + "-other", ttl: time.Minute, wantFirst: true},
+		{name: "zero ttl refused", key: key + "-zero", ttl: 0, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, err := s.Once(ctx, tt.key, tt.ttl)
+			if (err != nil) != tt.wantErr || first != tt.wantFirst {
+				t.Fatalf("Once(%q) = %v, %v; want first=%v err=%v", tt.key, first, err, tt.wantFirst, tt.wantErr)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		first, err := s.Once(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var none *status.Store
+	if first, err := none.Once(ctx, key, time.Minute); first || err == nil {
+		t.Fatalf("nil store Once = %v, %v; want a refusal", first, err)
+	}
+}

@@ -184,7 +184,7 @@ func TestStatusPageBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.IngressAddr, env.DataDir, env.RedisURL = "127.0.0.1:0", t.TempDir(), redistest.URL(t)
+	env.IngressAddr, env.AdminAddr, env.DataDir, env.RedisURL = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), redistest.URL(t)
 	env.SourcesFile, env.Partitions, env.InstanceID = sourcesFile, 3, id
 	if kafkatest.Real() {
 		env.KafkaBrokers, env.TopicPrefix = kafkatest.Brokers(t), kafkatest.Prefix(t)

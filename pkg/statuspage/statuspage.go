@@ -7,13 +7,14 @@ package statuspage
 
 import (
 	"context"
-	"crypto/subtle"
+
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
@@ -50,7 +52,10 @@ type Config struct {
 	OAuth bool
 	// Token, when set, is required as "Authorization: Bearer" or ?token=.
 	Token string
-	Log   *zap.Logger
+	// Open serves the page without a token (the embedded development
+	// stack); otherwise, without a Token, the page is off.
+	Open bool
+	Log  *zap.Logger
 }
 
 // Handler serves the two routes.
@@ -106,13 +111,17 @@ type EmailProperty struct {
 
 func (h *handler) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if h.cfg.Token == "" {
-		return true
+		if h.cfg.Open {
+			return true
+		}
+		http.NotFound(w, r) // off: no token was set
+		return false
 	}
 	got := r.URL.Query().Get("token")
 	if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
 		got = strings.TrimPrefix(a, "Bearer ")
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.Token)) == 1 {
+	if secret.Equal(got, h.cfg.Token) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="mailchimp-heap status"`)
@@ -139,7 +148,13 @@ func (h *handler) view(w http.ResponseWriter, r *http.Request) (View, bool) {
 		http.Error(w, "status unavailable", http.StatusServiceUnavailable)
 		return View{}, false
 	}
-	return h.build(src, rep, h.baseURL(r)), true
+	v := h.build(src, rep, h.baseURL(r))
+	if tok := r.URL.Query().Get("token"); v.ConnectURL != "" && tok != "" {
+		// A page opened with ?token= links to "Connect Mailchimp" with it:
+		// a link cannot carry an Authorization header.
+		v.ConnectURL += "?token=" + url.QueryEscape(tok)
+	}
+	return v, true
 }
 
 func (h *handler) build(src config.Source, rep status.Report, base string) View {
@@ -203,10 +218,15 @@ func scrubber(src config.Source, token string) func(string) string {
 	return strings.NewReplacer(pairs...).Replace
 }
 
-// baseURL is PUBLIC_URL, else the URL the request came to.
+// baseURL is PUBLIC_URL. Only the embedded development stack falls back to
+// the URL the request came to: elsewhere a Host header is the caller's to
+// choose, and a page that echoed it would hand out an attacker's URL.
 func (h *handler) baseURL(r *http.Request) string {
 	if h.cfg.PublicURL != "" {
 		return strings.TrimRight(h.cfg.PublicURL, "/")
+	}
+	if !h.cfg.Open {
+		return "$PUBLIC_URL"
 	}
 	scheme := "http"
 	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {

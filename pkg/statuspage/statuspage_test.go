@@ -159,7 +159,7 @@ func TestHandler(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reps, OAuth: tt.oauth, Token: tt.token})
+			h := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reps, OAuth: tt.oauth, Token: tt.token, Open: tt.token == ""})
 			method := tt.method
 			if method == "" {
 				method = http.MethodGet
@@ -204,9 +204,9 @@ func TestHandler(t *testing.T) {
 
 func TestHandlerPublicURL(t *testing.T) {
 	h := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reports{},
-		PublicURL: "https://hooks.example.org/"})
+		PublicURL: "https://hooks.example.org/", Token: "operator-token-0123"})
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://internal:8080/v1/sources/acme/status", nil))
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://internal:8080/v1/sources/acme/status?token=operator-token-0123", nil))
 	var v statuspage.View
 	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
 		t.Fatal(err)
@@ -216,5 +216,30 @@ func TestHandlerPublicURL(t *testing.T) {
 	}
 	if v.Status != statuspage.WaitingForData || v.MatchRate != nil {
 		t.Errorf("status %q, match rate %v", v.Status, v.MatchRate)
+	}
+}
+
+// TestHandlerSafeDefaults: outside the embedded stack the page needs its
+// token (without one it is off), and webhook URLs never come from the
+// request's Host header.
+func TestHandlerSafeDefaults(t *testing.T) {
+	off := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reports{}})
+	rec := httptest.NewRecorder()
+	off.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://evil.example/v1/sources/acme/status", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("no STATUS_TOKEN, not the embedded stack: %d, want 404", rec.Code)
+	}
+	on := statuspage.Handler(statuspage.Config{Sources: testSources(t), Status: reports{}, Token: "operator-token-0123"})
+	rec = httptest.NewRecorder()
+	on.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "http://evil.example/v1/sources/acme/status", nil))
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d, want 401", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "http://evil.example/v1/sources/acme/status", nil)
+	req.Header.Set("Authorization", "Bearer operator-token-0123")
+	on.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "evil.example") {
+		t.Fatalf("with the token: %d %s", rec.Code, rec.Body.String())
 	}
 }

@@ -12,11 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 )
 
@@ -30,6 +33,58 @@ type Token struct {
 
 // String hides the secret from any accidental %v.
 func (t Token) String() string { return "Token{dc:" + t.DC + ", access_token:<redacted>}" }
+
+// ErrEndpoint marks an api_endpoint or data centre that is not Mailchimp's:
+// a token is never sent there.
+var ErrEndpoint = errors.New("not a Mailchimp API endpoint (https://<dc>.api.mailchimp.com)")
+
+const apiHostSuffix = ".api.mailchimp.com"
+
+// CheckEndpoint returns the data centre of endpoint, an api_endpoint as
+// Mailchimp's metadata names it: exactly https://<dc>.api.mailchimp.com
+// (a trailing slash allowed), dc as config.IsMailchimpDC says, no port,
+// user, path, query or fragment. Anything else wraps ErrEndpoint.
+func CheckEndpoint(endpoint string) (dc string, err error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme != "https" || u.User != nil || u.Opaque != "" || u.Port() != "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", fmt.Errorf("tokens: api_endpoint %q: %w", endpoint, ErrEndpoint)
+	}
+	dc, ok := strings.CutSuffix(u.Host, apiHostSuffix)
+	if !ok || !config.IsMailchimpDC(dc) {
+		return "", fmt.Errorf("tokens: api_endpoint %q: %w", endpoint, ErrEndpoint)
+	}
+	return dc, nil
+}
+
+// Check says whether the token may be stored and used: its data centre is
+// a Mailchimp one, and its api_endpoint, when recorded, is that data
+// centre's host. Errors wrap ErrEndpoint.
+func (t Token) Check() error {
+	if !config.IsMailchimpDC(t.DC) {
+		return fmt.Errorf("tokens: data centre %q: %w", t.DC, ErrEndpoint)
+	}
+	if t.APIEndpoint == "" {
+		return nil
+	}
+	dc, err := CheckEndpoint(t.APIEndpoint)
+	if err != nil {
+		return err
+	}
+	if dc != t.DC {
+		return fmt.Errorf("tokens: api_endpoint %q is not data centre %q: %w", t.APIEndpoint, t.DC, ErrEndpoint)
+	}
+	return nil
+}
+
+// APIURL is the API root (…/3.0) the token may be sent to, after Check:
+// https://<dc>.api.mailchimp.com/3.0.
+func (t Token) APIURL() (string, error) {
+	if err := t.Check(); err != nil {
+		return "", err
+	}
+	return "https://" + t.DC + apiHostSuffix + "/3.0", nil
+}
 
 // ParseKey decodes TOKEN_KEY: 32 bytes, base64 (standard or URL encoding).
 func ParseKey(s string) ([]byte, error) {
