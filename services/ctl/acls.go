@@ -5,11 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 )
 
 // acls prints or applies the ACLs each service's principal needs
@@ -58,30 +58,21 @@ func runACLs(args []string) int {
 		}
 		return 0
 	}
-	adm, closeFn, err := k.admin()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
-	}
-	defer closeFn()
-	ctx, stop := service.SignalContext()
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	for _, role := range kafka.Roles {
-		if _, ok := principals[role]; !ok {
-			continue // only the roles given a principal
-		}
-		needs, _ := kafka.Needs(role, kafka.NewTopics(k.prefix), k.prefix, "")
-		if err := kafka.Grant(ctx, adm, principal(role), needs); err != nil {
-			fmt.Fprintln(os.Stderr, "ctl:", err)
-			return 1
-		}
-		fmt.Printf("granted %s's %d ACLs to %s\n", role, len(needs), principal(role))
-	}
 	if len(principals) == 0 {
-		fmt.Fprintln(os.Stderr, "ctl: apply needs -principal role=User:name for each role to grant, e.g. -principal mapper="+strings.TrimSpace("User:mapper"))
+		fmt.Fprintln(os.Stderr, "ctl: apply needs -principal role=User:name for each role to grant, e.g. -principal mapper=User:mailchimp-heap-mapper")
 		return 2
 	}
-	return 0
+	return k.withAdmin(*timeout, func(ctx context.Context, adm *kadm.Client) error {
+		for _, role := range kafka.Roles {
+			if _, ok := principals[role]; !ok {
+				continue // only the roles given a principal
+			}
+			needs, _ := kafka.Needs(role, kafka.NewTopics(k.prefix), k.prefix, "")
+			if err := kafka.Grant(ctx, adm, principal(role), needs); err != nil {
+				return err
+			}
+			fmt.Printf("granted %s's %d ACLs to %s\n", role, len(needs), principal(role))
+		}
+		return nil
+	})
 }

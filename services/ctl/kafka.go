@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -60,4 +62,25 @@ func (k *kafkaFlags) admin() (*kadm.Client, func(), error) {
 		return nil, nil, fmt.Errorf("kafka client: %w", err)
 	}
 	return kadm.NewClient(cl), cl.Close, nil
+}
+
+// withAdmin runs fn with an admin client under a context that SIGINT or
+// SIGTERM cancels and timeout ends; it returns the exit code, printing the
+// error fn returns.
+func (k *kafkaFlags) withAdmin(timeout time.Duration, fn func(ctx context.Context, adm *kadm.Client) error) int {
+	adm, closeFn, err := k.admin()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ctl:", err)
+		return 1
+	}
+	defer closeFn()
+	ctx, stop := service.SignalContext()
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := fn(ctx, adm); err != nil {
+		fmt.Fprintln(os.Stderr, "ctl:", err)
+		return 1
+	}
+	return 0
 }

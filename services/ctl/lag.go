@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lag"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // lag prints consumer lag per group and partition: what KEDA scales mapper
@@ -40,30 +40,19 @@ func runLag(args []string) int {
 	for i, g := range groups {
 		groups[i] = k.prefix + g
 	}
-	adm, closeFn, err := k.admin()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
-	}
-	defer closeFn()
-	ctx, stop := service.SignalContext()
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	gs, err := lag.Read(ctx, adm, groups...)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
-	}
-	if err := lag.Write(os.Stdout, gs); err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
-	}
-	for _, g := range gs {
-		if g.Err != nil {
-			return 1
+	return k.withAdmin(*timeout, func(ctx context.Context, adm *kadm.Client) error {
+		gs, err := lag.Read(ctx, adm, groups...)
+		if err != nil {
+			return err
 		}
-	}
-	return 0
+		if err := lag.Write(os.Stdout, gs); err != nil {
+			return err
+		}
+		for _, g := range gs {
+			if g.Err != nil {
+				return fmt.Errorf("group %s: %w", g.Name, g.Err)
+			}
+		}
+		return nil
+	})
 }

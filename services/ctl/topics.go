@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/topology"
 )
 
@@ -56,33 +57,24 @@ func runTopics(args []string) int {
 		fmt.Fprintln(os.Stderr, "ctl:", err)
 		return 1
 	}
-	adm, closeFn, err := k.admin()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
+	name := *file
+	if name == "" {
+		name = "deploy/topics.yaml (embedded)"
 	}
-	defer closeFn()
-	ctx, stop := service.SignalContext()
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-
-	changes, err := topology.Apply(ctx, adm, layout, topology.Options{
-		Prefix: k.prefix, Replication: int16(*repl), Configs: configs, DryRun: *dry,
+	return k.withAdmin(*timeout, func(ctx context.Context, adm *kadm.Client) error {
+		changes, err := topology.Apply(ctx, adm, layout, topology.Options{
+			Prefix: k.prefix, Replication: int16(*repl), Configs: configs, DryRun: *dry,
+		})
+		verb := "applied"
+		if *dry {
+			verb = "would apply"
+		}
+		for _, c := range changes {
+			fmt.Printf("%s %s\n", verb, c)
+		}
+		if err == nil && len(changes) == 0 {
+			fmt.Printf("%d topics match %s\n", len(layout.Topics), name)
+		}
+		return err
 	})
-	verb := "applied"
-	if *dry {
-		verb = "would apply"
-	}
-	for _, c := range changes {
-		fmt.Printf("%s %s\n", verb, c)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ctl:", err)
-		return 1
-	}
-	if len(changes) == 0 {
-		fmt.Printf("%d topics match %s\n", len(layout.Topics), *file)
-	}
-	return 0
 }
