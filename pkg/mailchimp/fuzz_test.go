@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
@@ -56,6 +60,14 @@ func FuzzParseListWebhook(f *testing.F) {
 		if w.Data == nil {
 			t.Fatal("nil Data")
 		}
+		addrs := []string{w.Email}
+		switch w.Type {
+		case mailchimp.ListUpemail:
+			addrs = []string{w.OldEmail, w.NewEmail}
+		case mailchimp.ListCampaign:
+			addrs = nil
+		}
+		checkValid(t, w.Validate(fuzzReceived), inRange(w.FiredAt, fuzzReceived), "", addrs...)
 		for field, got := range map[string]string{
 			"list_id": w.ListID, "campaign_id": w.CampaignID, "email": w.Email, "reason": w.Reason,
 			"old_email": w.OldEmail, "new_email": w.NewEmail, "id": w.ID, "subject": w.Subject,
@@ -151,12 +163,17 @@ func FuzzMandrill(f *testing.F) {
 				}
 				continue // sync event
 			}
-			if e.TS <= 0 || e.MessageID() == "" || blank(e.Msg.Email) {
+			if e.TS == 0 || e.MessageID() == "" || blank(e.Msg.Email) {
 				t.Fatalf("accepted %s without ts, id or email: %+v", e.Event, e)
 			}
-			if e.Time().IsZero() || e.PartitionKey() == "m:" {
-				t.Fatalf("bad derived fields: time %v key %q", e.Time(), e.PartitionKey())
+			// Parsed, its ts converts whatever the receipt; validated, it
+			// is in range and its address fit for Heap.
+			tm, err := e.Time(time.Time{})
+			if err != nil || !inRange(tm, time.Time{}) || e.PartitionKey() == "m:" {
+				t.Fatalf("bad derived fields: time %v (%v) key %q", tm, err, e.PartitionKey())
 			}
+			tm, terr := e.Time(fuzzReceived)
+			checkValid(t, e.Validate(fuzzReceived), terr == nil && inRange(tm, fuzzReceived), e.Event, e.Msg.Email)
 		}
 		// Nothing but the closing bracket follows the last unit.
 		if len(units) > 0 && strings.TrimSpace(rest) != "]" {
@@ -165,6 +182,118 @@ func FuzzMandrill(f *testing.F) {
 		if len(units) == 0 && strings.Join(strings.Fields(events), "") != "[]" {
 			t.Fatalf("no units from %q", events)
 		}
+	})
+}
+
+// fuzzReceived is when the fuzzers' payloads were received.
+var fuzzReceived = time.Date(2026, 10, 5, 10, 0, 0, 0, time.UTC)
+
+// inRange is the sane range of event times, written out again here rather
+// than asked of mailchimp.EventTimeRange: from 2000 to a day after receipt,
+// and never past the year 9999 (the only bound when the receipt is zero).
+func inRange(at, received time.Time) bool {
+	latest := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	if !received.IsZero() && received.Add(24*time.Hour).Before(latest) {
+		latest = received.Add(24 * time.Hour)
+	}
+	return !at.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) && !at.After(latest)
+}
+
+// fitAddress is what may reach Heap as an identity: valid UTF-8 without
+// control characters or U+FFFD.
+func fitAddress(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || r == utf8.RuneError
+	})
+}
+
+// checkValid checks a Validate error against timeOK and the addresses: nil
+// exactly when the time is in range and every address fit, else an
+// ErrMalformed whose text quotes no address (quoted names the input the
+// text may quote: an event name).
+func checkValid(t *testing.T, err error, timeOK bool, quoted string, addrs ...string) {
+	t.Helper()
+	ok := timeOK
+	for _, a := range addrs {
+		ok = ok && fitAddress(a)
+	}
+	if ok != (err == nil) {
+		t.Fatalf("Validate() = %v; time in range %v, addresses %q", err, timeOK, addrs)
+	}
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, mailchimp.ErrMalformed) {
+		t.Fatalf("Validate() error %v does not wrap ErrMalformed", err)
+	}
+	for _, a := range addrs {
+		if strings.Contains(a, "@") && !strings.Contains(quoted, a) && strings.Contains(err.Error(), a) {
+			t.Fatalf("Validate() error %q quotes the address", err)
+		}
+	}
+}
+
+// FuzzEventTime: no time outside the sane range is returned without an
+// error, no time inside it is refused, and what is returned survives the
+// conversion to milliseconds that the Avro encoding makes.
+func FuzzEventTime(f *testing.F) {
+	const fixture, receipt = 1759413912, 1791194400 // 2025-10-02T14:05:12Z, 2026-10-05T10:00:00Z
+	for _, sec := range []int64{math.MaxInt64, math.MinInt64, 18446745833123463, 253402300800, 253402300799, -1, 0,
+		946684799, 946684800, fixture, receipt + 86400, receipt + 86401} {
+		f.Add(sec, int64(receipt), int64(0))
+		f.Add(sec, int64(0), int64(0))
+	}
+	f.Add(int64(253402300799), int64(253402300799), int64(999999999))
+	f.Fuzz(func(t *testing.T, sec, receivedSec, nsec int64) {
+		var received time.Time
+		if receivedSec != 0 && receivedSec > -1<<62 && receivedSec < 1<<62 {
+			received = time.Unix(receivedSec, nsec%1e9)
+		}
+		got, err := mailchimp.UnixTime(sec, received)
+		// Far from the ends of int64, time.Unix is exact: an oracle.
+		exact := sec > -1<<62 && sec < 1<<62
+		switch {
+		case err != nil:
+			if !errors.Is(err, mailchimp.ErrOutOfRange) || !got.IsZero() || !strings.HasPrefix(err.Error(), strconv.FormatInt(sec, 10)+" ") {
+				t.Fatalf("UnixTime(%d, %v) = %v, %v", sec, received, got, err)
+			}
+			if exact && inRange(time.Unix(sec, 0), received) {
+				t.Fatalf("UnixTime(%d, %v) refused a time in range: %v", sec, received, err)
+			}
+		case !inRange(got, received) || got.Unix() != sec || got.Nanosecond() != 0 || got.Location() != time.UTC:
+			t.Fatalf("UnixTime(%d, %v) = %v without an error", sec, received, got)
+		case !time.UnixMilli(got.UnixMilli()).Equal(got) || got.Year() < 2000 || got.Year() > 9999:
+			t.Fatalf("UnixTime(%d, %v) = %v does not survive milliseconds", sec, received, got)
+		}
+		if !exact {
+			return
+		}
+		at := time.Unix(sec, nsec)
+		if err := mailchimp.CheckEventTime(at, received); (err == nil) != inRange(at, received) {
+			t.Fatalf("CheckEventTime(%v, %v) = %v", at, received, err)
+		}
+	})
+}
+
+// FuzzActivityMember: a Reports API member that parses and validates has
+// times in range and addresses fit for Heap.
+func FuzzActivityMember(f *testing.F) {
+	for _, m := range fixtures.ActivityMembers() {
+		f.Add(m)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m, err := mailchimp.ParseActivityMember(raw)
+		if err != nil {
+			if !errors.Is(err, mailchimp.ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		timeOK := true
+		for _, a := range m.Activity {
+			timeOK = timeOK && inRange(a.Timestamp, fuzzReceived)
+		}
+		checkValid(t, m.Validate(fuzzReceived), timeOK, "", m.EmailAddress)
 	})
 }
 

@@ -108,8 +108,11 @@ type MandrillMsg struct {
 	State   string   `json:"state"`
 }
 
-// Time is the event's own time.
-func (e MandrillEvent) Time() time.Time { return time.Unix(e.TS, 0).UTC() }
+// Time is the event's own time, converted only when it is in
+// EventTimeRange(receivedAt) (UnixTime): ts is outside input.
+func (e MandrillEvent) Time(receivedAt time.Time) (time.Time, error) {
+	return UnixTime(e.TS, receivedAt)
+}
 
 // MessageID is the message id, from msg._id or the event's _id.
 func (e MandrillEvent) MessageID() string {
@@ -137,8 +140,13 @@ func ParseMandrillEvent(raw []byte) (MandrillEvent, error) {
 		}
 		return MandrillEvent{}, malformed("mandrill event: missing event")
 	}
-	if e.TS <= 0 {
+	if e.TS == 0 {
 		return MandrillEvent{}, malformed("mandrill event %s: missing ts", e.Event)
+	}
+	// A ts no receipt makes believable (before 2000, past the year 9999)
+	// is refused here: every event parsed has a time that converts.
+	if _, err := UnixTime(e.TS, time.Time{}); err != nil {
+		return MandrillEvent{}, invalid(err, "mandrill event %s: ts", e.Event)
 	}
 	if e.MessageID() == "" {
 		return MandrillEvent{}, malformed("mandrill event %s: missing _id", e.Event)

@@ -310,8 +310,12 @@ func TestParseMandrillEventFixtures(t *testing.T) {
 			if diff := cmp.Diff(want[i], got); diff != "" {
 				t.Errorf("ParseMandrillEvent() mismatch (-want +got):\n%s", diff)
 			}
-			if tm := got.Time(); !tm.Equal(time.Unix(want[i].TS, 0)) || tm.Location() != time.UTC {
-				t.Errorf("Time() = %v, want %v in UTC", tm, time.Unix(want[i].TS, 0).UTC())
+			received := time.Date(2026, 10, 5, 10, 0, 0, 0, time.UTC)
+			if tm, err := got.Time(received); err != nil || !tm.Equal(time.Unix(want[i].TS, 0)) || tm.Location() != time.UTC {
+				t.Errorf("Time() = %v, %v; want %v in UTC", tm, err, time.Unix(want[i].TS, 0).UTC())
+			}
+			if err := got.Validate(received); err != nil {
+				t.Errorf("Validate() = %v", err)
 			}
 			if k, wk := got.PartitionKey(), "m:"+want[i].Msg.ID; k != wk {
 				t.Errorf("PartitionKey() = %q, want %q", k, wk)
@@ -338,18 +342,18 @@ func TestParseMandrillEvent(t *testing.T) {
 		},
 		{
 			name: "message id from the event when msg has none",
-			raw:  `{"event":"open","ts":10,"_id":"m1","msg":{"email":"a@example.com"}}`,
-			want: mailchimp.MandrillEvent{Event: "open", TS: 10, ID: "m1", Msg: mailchimp.MandrillMsg{Email: "a@example.com"}},
+			raw:  `{"event":"open","ts":1759413912,"_id":"m1","msg":{"email":"a@example.com"}}`,
+			want: mailchimp.MandrillEvent{Event: "open", TS: 1759413912, ID: "m1", Msg: mailchimp.MandrillMsg{Email: "a@example.com"}},
 		},
 		{
 			name: "message id from msg when the event has none",
-			raw:  `{"event":"open","ts":10,"msg":{"_id":"m2","email":"a@example.com","tags":null}}`,
-			want: mailchimp.MandrillEvent{Event: "open", TS: 10, Msg: mailchimp.MandrillMsg{ID: "m2", Email: "a@example.com"}},
+			raw:  `{"event":"open","ts":1759413912,"msg":{"_id":"m2","email":"a@example.com","tags":null}}`,
+			want: mailchimp.MandrillEvent{Event: "open", TS: 1759413912, Msg: mailchimp.MandrillMsg{ID: "m2", Email: "a@example.com"}},
 		},
 		{
 			name: "unknown fields and events are kept for the mapper to ignore",
-			raw:  `{"event":"delivered","ts":10,"_id":"m3","extra":{"a":[1,2]},"msg":{"email":"a@example.com","metadata":{"k":"v"},"tags":["a","b"]}}`,
-			want: mailchimp.MandrillEvent{Event: "delivered", TS: 10, ID: "m3", Msg: mailchimp.MandrillMsg{Email: "a@example.com", Tags: []string{"a", "b"}}},
+			raw:  `{"event":"delivered","ts":1759413912,"_id":"m3","extra":{"a":[1,2]},"msg":{"email":"a@example.com","metadata":{"k":"v"},"tags":["a","b"]}}`,
+			want: mailchimp.MandrillEvent{Event: "delivered", TS: 1759413912, ID: "m3", Msg: mailchimp.MandrillMsg{Email: "a@example.com", Tags: []string{"a", "b"}}},
 		},
 	}
 	for _, tt := range tests {
@@ -378,18 +382,18 @@ func TestParseMandrillEventMalformed(t *testing.T) {
 		{name: "array", raw: `[{"event":"open"}]`},
 		{name: "null", raw: "null"},
 		{name: "empty object", raw: "{}"},
-		{name: "neither event nor type", raw: `{"ts":10,"_id":"m","msg":{"email":"a@example.com"}}`},
+		{name: "neither event nor type", raw: `{"ts":1759413912,"_id":"m","msg":{"email":"a@example.com"}}`},
 		{name: "missing ts", raw: `{"event":"open","_id":"m","msg":{"email":"a@example.com"}}`},
 		{name: "zero ts", raw: `{"event":"open","ts":0,"_id":"m","msg":{"email":"a@example.com"}}`},
 		{name: "negative ts", raw: `{"event":"open","ts":-5,"_id":"m","msg":{"email":"a@example.com"}}`},
 		{name: "ts as a string", raw: `{"event":"open","ts":"1759413912","_id":"m","msg":{"email":"a@example.com"}}`},
 		{name: "fractional ts", raw: `{"event":"open","ts":1759413912.5,"_id":"m","msg":{"email":"a@example.com"}}`},
-		{name: "missing _id", raw: `{"event":"open","ts":10,"msg":{"email":"a@example.com"}}`},
-		{name: "missing msg", raw: `{"event":"open","ts":10,"_id":"m"}`},
-		{name: "missing email", raw: `{"event":"open","ts":10,"_id":"m","msg":{"subject":"s"}}`},
-		{name: "blank email", raw: `{"event":"open","ts":10,"_id":"m","msg":{"email":"  "}}`},
-		{name: "tags not strings", raw: `{"event":"open","ts":10,"_id":"m","msg":{"email":"a@example.com","tags":[1]}}`},
-		{name: "msg not an object", raw: `{"event":"open","ts":10,"_id":"m","msg":"a@example.com"}`},
+		{name: "missing _id", raw: `{"event":"open","ts":1759413912,"msg":{"email":"a@example.com"}}`},
+		{name: "missing msg", raw: `{"event":"open","ts":1759413912,"_id":"m"}`},
+		{name: "missing email", raw: `{"event":"open","ts":1759413912,"_id":"m","msg":{"subject":"s"}}`},
+		{name: "blank email", raw: `{"event":"open","ts":1759413912,"_id":"m","msg":{"email":"  "}}`},
+		{name: "tags not strings", raw: `{"event":"open","ts":1759413912,"_id":"m","msg":{"email":"a@example.com","tags":[1]}}`},
+		{name: "msg not an object", raw: `{"event":"open","ts":1759413912,"_id":"m","msg":"a@example.com"}`},
 		{name: "truncated", raw: `{"event":"open","ts":10`},
 	}
 	for _, tt := range tests {

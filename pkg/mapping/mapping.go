@@ -34,7 +34,10 @@ type EmailChange struct {
 }
 
 // Map maps one payload unit of the given kind for src. An error wraps
-// mailchimp.ErrMalformed when the payload can never be mapped. It puts a
+// mailchimp.ErrMalformed when the payload can never be mapped: it does not
+// parse, or it does not validate (an address with control characters or
+// invalid UTF-8, an event time outside mailchimp.EventTimeRange of
+// lin.ReceivedAt; a zero ReceivedAt checks the year 9999 only). It puts a
 // copy of src on the heap; the mapper's hot path is MapAppend.
 func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
 	res, _, err := MapAppend(nil, &src, kind, raw, lin)
@@ -61,18 +64,27 @@ func (b *builder) mapKind(kind string, raw []byte) (Result, error) {
 	switch kind {
 	case mailchimp.KindListWebhook:
 		w, err := mailchimp.ParseListWebhook(raw)
+		if err == nil {
+			err = w.Validate(b.lin.ReceivedAt)
+		}
 		if err != nil {
 			return Result{}, err
 		}
 		return b.list(w), nil
 	case mailchimp.KindMandrillEvent:
 		e, err := mailchimp.ParseMandrillEvent(raw)
+		if err == nil {
+			err = e.Validate(b.lin.ReceivedAt)
+		}
 		if err != nil {
 			return Result{}, err
 		}
-		return b.mandrill(e), nil
+		return b.mandrill(e)
 	case mailchimp.KindEmailActivity:
 		m, err := mailchimp.ParseActivityMember(raw)
+		if err == nil {
+			err = m.Validate(b.lin.ReceivedAt)
+		}
 		if err != nil {
 			return Result{}, err
 		}
@@ -142,8 +154,15 @@ func (b *builder) list(w mailchimp.ListWebhook) Result {
 	return b.out
 }
 
-func (b *builder) mandrill(m mailchimp.MandrillEvent) Result {
-	at, msg := m.Time(), m.MessageID()
+func (b *builder) mandrill(m mailchimp.MandrillEvent) (Result, error) {
+	if m.Event == "" {
+		return b.out, nil // a sync event: nothing to map
+	}
+	at, err := m.Time(b.lin.ReceivedAt)
+	if err != nil {
+		return Result{}, err // not reached: Validate refused such a ts
+	}
+	msg := m.MessageID()
 	var e *events.Event
 	switch m.Event {
 	case mailchimp.MandrillOpen:
@@ -172,7 +191,7 @@ func (b *builder) mandrill(m mailchimp.MandrillEvent) Result {
 		e.CampaignTitle = m.Msg.Subject
 		e.IP = m.IP
 	}
-	return b.out
+	return b.out, nil
 }
 
 func (b *builder) activity(m mailchimp.ActivityMember) Result {

@@ -524,7 +524,7 @@ func TestMapMalformed(t *testing.T) {
 		{name: "list webhook without type", kind: mailchimp.KindListWebhook, raw: "fired_at=2026-10-02+14%3A21%3A09&data%5Bemail%5D=a%40example.com"},
 		{name: "list webhook bad escape", kind: mailchimp.KindListWebhook, raw: "type=cleaned&data%5Bemail%5D=%ZZ"},
 		{name: "mandrill batch instead of one event", kind: mailchimp.KindMandrillEvent, raw: string(fixtures.Read("mandrill/events.json"))},
-		{name: "mandrill event without email", kind: mailchimp.KindMandrillEvent, raw: `{"event":"open","ts":10,"_id":"m","msg":{}}`},
+		{name: "mandrill event without email", kind: mailchimp.KindMandrillEvent, raw: `{"event":"open","ts":1759413912,"_id":"m","msg":{}}`},
 		{name: "activity member without campaign", kind: mailchimp.KindEmailActivity, raw: `{"email_address":"a@example.com","activity":[]}`},
 		{name: "activity page instead of a member", kind: mailchimp.KindEmailActivity, raw: string(fixtures.Read("marketing-api/email-activity-b3f0a9c1d2-offset3-count3.json"))},
 		{name: "campaign without id", kind: mailchimp.KindCampaign, raw: `{"settings":{"title":"t"}}`},
