@@ -10,7 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
@@ -259,5 +261,60 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 	stop()
 	if after := h.sink.Stats().Requests; after != before {
 		t.Errorf("restart sent %d more requests", after-before)
+	}
+}
+
+// Heap's answers may quote an address (an identity, a property): the dead
+// letter's reason and the log lines carry Heap's answer with the address
+// redacted, and the classification holds (a 503 retried, a 400
+// dead-lettered).
+func TestEmitterHidesHeapAnswers(t *testing.T) {
+	const addr = "poison.person@example.com"
+	h := newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+		for _, e := range req.Events {
+			if e.Identity == addr {
+				return &heaptest.Fault{Status: 400, Body: `{"error":"events[0]: identity \"` + addr + `\" is not allowed"}`}
+			}
+		}
+		return nil
+	}))
+	h.sink.Inject(heaptest.Fault{Status: 503, Body: `{"error":"overloaded while storing user3@example.com"}`})
+	var evs []events.Event
+	for i := range 20 {
+		evs = append(evs, h.event(i, "acme"))
+	}
+	poison := h.event(100, "acme")
+	poison.Identity = addr
+	evs = append(evs, poison)
+	h.produce(t, evs...)
+
+	core, logs := observer.New(zap.DebugLevel)
+	stop := h.run(t, 5*time.Second, func(c *emitter.Config) { c.Log = zap.New(core) })
+	waitFor(t, "20 events in Heap", func() bool { return len(h.sink.Accepted()) == 20 })
+	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 1, 30*time.Second)
+	stop()
+	if len(dead) != 1 || kafka.Header(dead[0], kafka.HeaderEventID) != poison.ID {
+		t.Fatalf("dead letters %v, want the poison event's", dead)
+	}
+	reason := kafka.Header(dead[0], kafka.HeaderReason)
+	if strings.Contains(reason, "@") || strings.Contains(reason, "example.com") {
+		t.Errorf("reason %q holds an address", reason)
+	}
+	// Operators select dead letters by the words of Heap's answer (ctl redrive -reason).
+	if want := `heap: 400 Bad Request: {"error":"events[0]: identity \"[address]\" is not allowed"} (body sha256:`; !strings.Contains(reason, want) {
+		t.Errorf("reason %q, want it to contain %q", reason, want)
+	}
+	retried := false
+	for _, en := range logs.All() {
+		line := en.Message + " " + fmt.Sprint(en.ContextMap())
+		if strings.Contains(line, "@") || strings.Contains(line, "example.com") {
+			t.Errorf("log line holds an address: %s", line)
+		}
+		if strings.Contains(line, `503 Service Unavailable: {"error":"overloaded while storing [address]"} (body sha256:`) {
+			retried = true
+		}
+	}
+	if !retried {
+		t.Error("the 503 was not logged as retried with its redacted answer")
 	}
 }

@@ -4,12 +4,14 @@ package heap
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,15 +116,34 @@ func Truncate(s string) string {
 	return s
 }
 
-// StatusError is a non-2xx answer from Heap.
+// StatusError is a non-2xx answer from Heap. Heap's answers may quote the
+// request (an identity that is an email address, a property value), and
+// errors end up in logs and dead-letter reasons, so Error shows the answer
+// redacted and cut short, with a digest of the whole.
 type StatusError struct {
 	Status     int
 	RetryAfter time.Duration // zero when Heap sent none
-	Body       string
+	// Body is Heap's answer, trimmed, at most 4 KiB, for code that inspects
+	// it. It may quote the request: log or store Error, never Body.
+	Body string
 }
 
+// Error is `heap: 400 Bad Request: {"error":"identity [address] blocked"}
+// (body sha256:1a2b3c4d, 182 bytes)`: the answer redacted and cut short
+// (operators select dead letters by its words), the digest of the whole
+// redacted answer (the same refusal, whoever it quoted, has the same one,
+// however long) and the answer's size.
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("heap: HTTP %d: %s", e.Status, e.Body)
+	s := "heap: " + strconv.Itoa(e.Status)
+	if text := http.StatusText(e.Status); text != "" {
+		s += " " + text
+	}
+	if e.Body == "" {
+		return s + " (empty body)"
+	}
+	redacted := RedactAddresses(e.Body)
+	sum := sha256.Sum256([]byte(redacted))
+	return fmt.Sprintf("%s: %s (body sha256:%x, %d bytes)", s, oneLine(redacted), sum[:4], len(e.Body))
 }
 
 // ErrRejected marks an answer that retrying the same batch cannot change
@@ -307,10 +328,10 @@ type UserPropertiesRequest struct {
 }
 
 // AddUserProperties posts body, a complete add_user_properties request in
-// either shape, to baseURL unchanged: the identity feed forwards its callers'
-// bodies as they came. appID only labels errors. Errors are classified like
-// Track's: *StatusError, ErrRejected for 4xx but 408 and 429, Retryable for
-// the rest, RetryAfter for Heap's wait.
+// either shape, to baseURL unchanged: the identity feed forwards the request
+// it validated, encoded again. appID only labels errors. Errors are
+// classified like Track's: *StatusError, ErrRejected for 4xx but 408 and
+// 429, Retryable for the rest, RetryAfter for Heap's wait.
 func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, body []byte) error {
 	if len(body) > maxUserPropertiesBodyBytes {
 		return fmt.Errorf("heap add_user_properties app %s: body of %d bytes: %w", appID, len(body), ErrRejected)

@@ -349,6 +349,77 @@ func TestTrackErrorBodyBounded(t *testing.T) {
 	}
 }
 
+// Heap's answers may quote the request: errors (which become log lines and
+// dead-letter reasons) show them with addresses redacted, cut short, with a
+// digest of the whole, and keep their classification.
+func TestStatusErrorRedactsAnswer(t *testing.T) {
+	const addr = "alice.smith+vip@example.com"
+	body := `{"error":"events[0]: identity \"` + addr + `\" refused"}`
+	redacted := `{"error":"events[0]: identity \"[address]\" refused"}`
+	for _, c := range []struct {
+		status                  int
+		body                    string
+		wantRejected, retryable bool
+		want                    string
+	}{
+		{400, body, true, false, "heap: 400 Bad Request: " + redacted + " (body sha256:"},
+		{422, body, true, false, "heap: 422 Unprocessable Entity: " + redacted + " (body sha256:"},
+		{503, body, false, true, "heap: 503 Service Unavailable: " + redacted + " (body sha256:"},
+		{429, "", false, true, "heap: 429 Too Many Requests (empty body)"},
+		{499, body, true, false, "heap: 499: " + redacted + " (body sha256:"},
+	} {
+		t.Run(strconv.Itoa(c.status), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(c.status)
+				io.WriteString(w, c.body)
+			}))
+			defer srv.Close()
+			cl := &Client{HTTP: srv.Client()}
+			for name, err := range map[string]error{
+				"Track":             cl.Track(context.Background(), srv.URL, "1", events(1)),
+				"AddUserProperties": cl.AddUserProperties(context.Background(), srv.URL, "1", []byte(`{"app_id":"1","identity":"u","properties":{}}`)),
+			} {
+				msg := err.Error()
+				if strings.Contains(msg, "@") || strings.Contains(msg, "example.com") {
+					t.Errorf("%s: error %q quotes an address", name, msg)
+				}
+				if !strings.Contains(msg, c.want) {
+					t.Errorf("%s: error %q, want it to contain %q", name, msg, c.want)
+				}
+				if c.body != "" && !strings.Contains(msg, strconv.Itoa(len(c.body))+" bytes)") {
+					t.Errorf("%s: error %q does not give the answer's size %d", name, msg, len(c.body))
+				}
+				if errors.Is(err, ErrRejected) != c.wantRejected || Retryable(err) != c.retryable {
+					t.Errorf("%s: rejected %v retryable %v, want %v %v", name, errors.Is(err, ErrRejected), Retryable(err), c.wantRejected, c.retryable)
+				}
+				var se *StatusError
+				if !errors.As(err, &se) || se.Body != c.body {
+					t.Errorf("%s: StatusError.Body %q, want Heap's answer %q for inspection", name, se.Body, c.body)
+				}
+			}
+		})
+	}
+	// The same refusal has the same digest whoever it quotes (the digest is
+	// of the redacted answer: it confirms no guessed address); another
+	// refusal has another.
+	a := (&StatusError{Status: 400, Body: body}).Error()
+	b := (&StatusError{Status: 400, Body: strings.Replace(body, "alice", "bob", 1)}).Error()
+	d := (&StatusError{Status: 400, Body: strings.Replace(body, "refused", "blocked", 1)}).Error()
+	digest := func(s string) string {
+		_, d, _ := strings.Cut(s, "sha256:")
+		return d[:8]
+	}
+	if digest(a) != digest(b) || digest(a) == digest(d) {
+		t.Errorf("digests: %q, %q, %q: want the first two equal, the third different", a, b, d)
+	}
+	// A long answer is cut; one line whatever Heap sent.
+	long := (&StatusError{Status: 400, Body: "line one\n\tline two " + strings.Repeat("x", 4000)}).Error()
+	if !strings.Contains(long, ": line one line two xxx") || !strings.Contains(long, "x… (body sha256:") ||
+		strings.ContainsAny(long, "\n\t") || utf8.RuneCountInString(long) > 300 {
+		t.Errorf("long answer shown as %q", long)
+	}
+}
+
 func TestTrackMalformedSuccessBody(t *testing.T) {
 	for _, body := range []string{"{not json", "<html>ok</html>", "\x00\xff"} {
 		t.Run(strconv.Quote(body), func(t *testing.T) {

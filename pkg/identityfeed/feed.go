@@ -30,6 +30,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 )
 
 // Path is the feed's route.
@@ -173,7 +174,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Recorded = len(recs)
 	if src.ForwardIdentities {
-		if status := h.forward(r.Context(), w, src, body, rid, &resp); status != 0 {
+		if status := h.forward(r.Context(), w, src, req, rid, &resp); status != 0 {
 			writeJSON(w, status, resp)
 			return
 		}
@@ -184,15 +185,25 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// forward sends body to Heap once the mappings are recorded. It returns 0
+// forward sends req to Heap once the mappings are recorded: the request
+// parse validated, encoded again, never the caller's bytes. It returns 0
 // when Heap took it, else the status to answer with resp's error set.
-func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config.Source, body []byte, rid string, resp *Response) int {
-	err := h.cfg.Heap.AddUserProperties(ctx, src.HeapURL(h.cfg.HeapURL), src.HeapAppID, body)
+func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config.Source, req request, rid string, resp *Response) int {
+	body, err := req.encode()
+	if err != nil {
+		// parse validated every value: this is a bug, not the caller's fault.
+		resp.Error = "request not encodable for Heap; no call made"
+		h.cfg.Log.Error("identities not forwarded: not encodable", zap.String("source", src.ID),
+			zap.String("request_id", rid), zap.Error(err))
+		return http.StatusInternalServerError
+	}
+	err = h.cfg.Heap.AddUserProperties(ctx, src.HeapURL(h.cfg.HeapURL), src.HeapAppID, body)
 	if err == nil {
 		resp.Forwarded = true
 		return 0
 	}
 	// Heap's answer body is not logged: it may quote the caller's values.
+	// StatusError.Error, which redacts it, is what the caller is told.
 	var se *heap.StatusError
 	heapStatus := 0
 	if errors.As(err, &se) {
@@ -211,25 +222,25 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config
 		wait := max(heap.RetryAfter(err), time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		log.Warn("identities not forwarded: heap unavailable")
-		resp.Error = fmt.Sprintf("Heap did not take the call (%s); %s; retry it (recording again is harmless)", heapReason(err, se), recorded)
+		resp.Error = fmt.Sprintf("Heap did not take the call (%s); %s; retry it (recording again is harmless)", heapReason(err), recorded)
 		return http.StatusServiceUnavailable
 	}
 	log.Warn("identities not forwarded: heap refused them")
-	resp.Error = fmt.Sprintf("Heap refused the call (%s); %s", heapReason(err, se), recorded)
+	resp.Error = fmt.Sprintf("Heap refused the call (%s); %s", heapReason(err), recorded)
 	return http.StatusBadGateway
 }
 
-func heapReason(err error, se *heap.StatusError) string {
-	if se == nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return "timeout"
-		}
-		return "unreachable"
+// heapReason is what the caller is told of Heap's failure: its status and
+// its answer with addresses redacted (StatusError.Error), or why there is none.
+func heapReason(err error) string {
+	var se *heap.StatusError
+	switch {
+	case errors.As(err, &se):
+		return se.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
 	}
-	if se.Body == "" {
-		return "HTTP " + strconv.Itoa(se.Status)
-	}
-	return "HTTP " + strconv.Itoa(se.Status) + ": " + se.Body
+	return "unreachable"
 }
 
 // authenticate finds the source whose identity_token is the bearer token.
@@ -262,11 +273,25 @@ func (h *handler) authenticate(r *http.Request) (config.Source, *problem) {
 // request is a decoded body: either shape, as a list of users.
 type request struct {
 	appID string
+	bulk  bool // sent as {app_id, users}, else {app_id, identity, properties}
 	users []heap.UserProperties
 }
 
+// encode is the add_user_properties body of req, in the shape it came in.
+func (req request) encode() ([]byte, error) {
+	if req.bulk {
+		return json.Marshal(heap.UserPropertiesRequest{AppID: req.appID, Users: req.users})
+	}
+	return json.Marshal(struct {
+		AppID string `json:"app_id"`
+		heap.UserProperties
+	}{req.appID, req.users[0]})
+}
+
 // parse decodes and validates a body; any problem refuses the whole call,
-// so nothing is recorded from a bad request.
+// so nothing is recorded from a bad request. A body with duplicate keys, or
+// keys differing only in case, is refused (checkKeys): what is recorded and
+// forwarded is exactly what was validated.
 func parse(body []byte, src config.Source) (request, *problem) {
 	type user struct {
 		Identity   *string        `json:"identity"`
@@ -288,6 +313,9 @@ func parse(body []byte, src config.Source) (request, *problem) {
 	if dec.More() {
 		return request{}, bad("invalid JSON: more than one value")
 	}
+	if err := checkKeys(body); err != nil {
+		return request{}, bad("ambiguous JSON: %v", err)
+	}
 	switch {
 	case raw.AppID == nil || *raw.AppID == "":
 		return request{}, bad("app_id is required")
@@ -308,7 +336,7 @@ func parse(body []byte, src config.Source) (request, *problem) {
 			return request{}, bad("at most %d users per request, got %d", heap.MaxBatch, len(users))
 		}
 	}
-	req := request{appID: *raw.AppID, users: make([]heap.UserProperties, len(users))}
+	req := request{appID: *raw.AppID, bulk: raw.Users != nil, users: make([]heap.UserProperties, len(users))}
 	for i, u := range users {
 		if u.Identity == nil {
 			return request{}, bad("%sidentity is required", name(i))
@@ -341,6 +369,9 @@ func checkIdentity(ident string) string {
 		return fmt.Sprintf("identity longer than %d characters", heap.MaxIdentityLen)
 	case strings.TrimSpace(ident) != ident:
 		return "identity has leading or trailing spaces"
+	}
+	if err := mailchimp.CheckAddress(ident); err != nil {
+		return "identity: " + err.Error() // control characters or invalid UTF-8 never reach Heap
 	}
 	return ""
 }
@@ -389,6 +420,9 @@ func checkEmail(email, what string) (string, string) {
 	case !strings.Contains(email, "@"):
 		return "", fmt.Sprintf("%q is not an email address", what)
 	}
+	if err := mailchimp.CheckAddress(email); err != nil {
+		return "", fmt.Sprintf("%q: %v", what, err)
+	}
 	return email, ""
 }
 
@@ -407,8 +441,10 @@ func (h *handler) fail(w http.ResponseWriter, source, rid string, p *problem) {
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
+	// A reason may quote a caller's property key: the caller reads it whole,
+	// the log without anything address-like.
 	h.cfg.Log.Info("identities refused", zap.String("source", source), zap.String("request_id", rid),
-		zap.Int("status", p.status), zap.String("reason", p.msg))
+		zap.Int("status", p.status), zap.String("reason", heap.RedactAddresses(p.msg)))
 	writeJSON(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
 }
 
