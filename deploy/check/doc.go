@@ -5,7 +5,8 @@
 // example and the secured overlays) through kustomize's own renderer, then
 // the structure on top (health checks, start order, non-root, probes,
 // requests, PDBs, secrets from Secret objects, KEDA lag scaling on the right
-// groups and topics; for the secured setups: TLS and SASL for every
-// process, credentials only as read-only files, one Kafka user per role,
-// KEDA authenticated like the pods it scales).
+// groups and topics, NetworkPolicies by what they let in and out,
+// ingress-nginx's limits against the service's own; for the secured setups:
+// TLS and SASL for every process, credentials only as read-only files, one
+// Kafka user per role, KEDA authenticated like the pods it scales).
 package check

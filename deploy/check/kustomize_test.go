@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,13 +93,18 @@ func findGenerated(objs []obj, kind, name string) obj {
 	return nil
 }
 
+// adminPort serves every service's /metrics, /healthz and /readyz
+// (ADMIN_ADDR): the probes' and Prometheus' port.
+const adminPort = "admin"
+
 var workloads = map[string]struct {
-	kind, port string
-	portNum    int64
+	kind  string
+	ports map[string]int64 // container port name -> number
 }{
-	"ingress": {"Deployment", "http", 8080},
-	"mapper":  {"StatefulSet", "admin", 9090},
-	"emitter": {"StatefulSet", "admin", 9090},
+	// http: the public listener (INGRESS_ADDR) the Ingress exposes.
+	"ingress": {"Deployment", map[string]int64{"http": 8080, adminPort: 9090}},
+	"mapper":  {"StatefulSet", map[string]int64{adminPort: 9090}},
+	"emitter": {"StatefulSet", map[string]int64{adminPort: 9090}},
 }
 
 // overlays are the shipped overlays: every promise below holds for each;
@@ -161,16 +167,23 @@ func testWorkloads(t *testing.T, objs []obj) {
 			if c.get("resources", "limits", "memory") == nil {
 				t.Errorf("no memory limit: %v", c.get("resources"))
 			}
-			if p := c.list("ports"); len(p) != 1 || obj(p[0].(map[string]any)).str("name") != w.port ||
-				obj(p[0].(map[string]any)).num("containerPort") != w.portNum {
-				t.Errorf("ports %v, want %s on %v", p, w.port, w.portNum)
+			ports := map[string]int64{}
+			for _, p := range c.list("ports") {
+				p := obj(p.(map[string]any))
+				ports[p.str("name")] = p.num("containerPort")
+			}
+			if !maps.Equal(ports, w.ports) {
+				t.Errorf("ports %v, want %v", ports, w.ports)
+			}
+			if got, want := pod.str("metadata", "annotations", "prometheus.io/port"), strconv.FormatInt(w.ports[adminPort], 10); got != want {
+				t.Errorf("prometheus.io/port %q, want the admin port %s", got, want)
 			}
 			for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"} {
 				if got := c.str(probe, "httpGet", "path"); got != path {
 					t.Errorf("%s path %q, want %s", probe, got, path)
 				}
-				if got := c.str(probe, "httpGet", "port"); got != w.port {
-					t.Errorf("%s port %q, want %s", probe, got, w.port)
+				if got := c.str(probe, "httpGet", "port"); got != adminPort {
+					t.Errorf("%s port %q, want %s", probe, got, adminPort)
 				}
 			}
 			checkSecrets(t, objs, c, pod)

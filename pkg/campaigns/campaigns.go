@@ -98,7 +98,7 @@ type record struct {
 // Record is the mailchimp.campaigns record of m for source, keyed
 // source/campaign so the compacted topic keeps the latest per campaign.
 func Record(topic, source string, m Meta) (*kgo.Record, error) {
-	v, err := json.Marshal(record{m.ID, m.Title, m.ListID, m.Type, m.Fallback})
+	v, err := json.Marshal(record(m))
 	if err != nil {
 		return nil, fmt.Errorf("campaigns: %w", err)
 	}
@@ -115,5 +115,5 @@ func Decode(key, value []byte) (source string, m Meta, err error) {
 	if err := json.Unmarshal(value, &r); err != nil {
 		return "", Meta{}, fmt.Errorf("campaigns: decode: %w", err)
 	}
-	return source, Meta{ID: r.ID, Title: r.Title, ListID: r.ListID, Type: r.Type, Fallback: r.Fallback}, nil
+	return source, Meta(r), nil
 }

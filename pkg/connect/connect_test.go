@@ -60,8 +60,6 @@ func (b *browser) get(t *testing.T, u string, header ...string) *http.Response {
 	return resp
 }
 
-func get(t *testing.T, u string) *http.Response { return newBrowser(t).get(t, u) }
-
 // savedTokens is a TokenSaver that remembers what it was given.
 type savedTokens struct {
 	mu  sync.Mutex
