@@ -2,7 +2,7 @@
 GO      ?= go
 TIMEOUT ?= 30m
 
-.PHONY: all test test-short vet fmt fmt-check run build bench fuzz kafka kafka-stop ci clean
+.PHONY: all test test-short vet fmt fmt-check run build bench attack fuzz kafka kafka-stop ci clean
 
 all: vet test
 
@@ -50,11 +50,26 @@ bench:
 	./bin/perf -json bench.json $(PERF_FLAGS)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 work | tee bench.out
 
-## fuzz: each webhook parser for FUZZTIME (default 30s).
+## attack: the adversarial suite (pkg/adversary): the ingress binary, a fresh
+## process per attack on kfake and redis-server (or KAFKA_BROKERS, REDIS_URL),
+## under slow-body, slowloris, maximum-size-post and idle-connection attacks
+## while signed webhooks flow at a steady rate; prints peak RSS, legitimate
+## success and latency, and when the server closed the attack's connections;
+## writes bin/attack.json. It reports only; ATTACK_FLAGS='-max-rss-mib 256
+## -min-legit-success 0.99' makes it fail past bounds (-duration, -conns...).
+attack:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -o bin/ingress ./services/ingress
+	$(GO) build -o bin/adversary ./pkg/adversary/cmd/adversary
+	./bin/adversary -ingress bin/ingress -json bin/attack.json $(ATTACK_FLAGS)
+
+## fuzz: each parser of outside input, and the timestamp checks, for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseListWebhook$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
 	$(GO) test -run '^$$' -fuzz '^FuzzMandrill$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
+	$(GO) test -run '^$$' -fuzz '^FuzzEventTime$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
+	$(GO) test -run '^$$' -fuzz '^FuzzActivityMember$$' -fuzztime $(FUZZTIME) ./pkg/mailchimp
 
 ## kafka: a real single-node Apache Kafka 4.x (KRaft) on 127.0.0.1:19092, from Maven Central.
 kafka:

@@ -8,6 +8,7 @@ package ingress
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"net/http"
@@ -61,7 +62,7 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, src.ID, p, kind, rid)
 		return
 	}
-	events, p := verifiedEvents(src, bd.buf, r.Header.Get(mailchimp.MandrillSignatureHdr))
+	events, p := verifiedEvents(r.Context(), h.budget, src, bd.buf, r.Header.Get(mailchimp.MandrillSignatureHdr))
 	if p != nil {
 		h.fail(w, r, src.ID, p, kind, rid)
 		return
@@ -85,7 +86,7 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 // body once its signature holds for the source's key (or, for Mandrill's
 // validation post, an empty batch signed with its fixed key). Nothing of
 // the body is parsed beyond the form before that.
-func verifiedEvents(src config.Source, body []byte, sig string) ([]byte, *problem) {
+func verifiedEvents(ctx context.Context, b *budget, src config.Source, body []byte, sig string) ([]byte, *problem) {
 	if sig == "" {
 		return nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
 	}
@@ -98,6 +99,12 @@ func verifiedEvents(src config.Source, body []byte, sig string) ([]byte, *proble
 		events = ev
 		verify = func(key string) bool { return mailchimp.VerifyMandrillEvents(src.MandrillWebhookURL, key, events, sig) }
 	} else {
+		// Decoding a general form copies the body about twice over: that
+		// memory comes out of the budget too, for as long as it is held.
+		if err := b.take(ctx, 2*int64(len(body))); err != nil {
+			return nil, &problem{http.StatusServiceUnavailable, err.Error()}
+		}
+		defer b.give(2 * int64(len(body)))
 		form, err := url.ParseQuery(string(body))
 		if err != nil {
 			return nil, &problem{http.StatusBadRequest, "form: " + err.Error()}

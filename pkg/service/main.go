@@ -38,12 +38,24 @@ func setGC(name string) {
 	}
 }
 
+// setMemoryLimit gives ingress, unless GOMEMLIMIT is set, a soft memory
+// limit of twice its body budget (INGRESS_MAX_INFLIGHT_BYTES): what
+// outsiders can make it hold is that budget, and the collector then keeps
+// the garbage of bodies already answered from piling up on top of it
+// under a flood.
+func setMemoryLimit(name string, env config.Env) {
+	if name == "ingress" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(2 * env.IngressMaxInflight)
+	}
+}
+
 func main(name string, run func(ctx context.Context, d *Deps) error) error {
 	setGC(name)
 	env, err := config.LoadEnv(os.LookupEnv)
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(name, env)
 	if env.SourcesFile == "" {
 		return errors.New("SOURCES_FILE is required")
 	}
