@@ -47,10 +47,10 @@ type Config struct {
 	// MaxUnitBytes is the largest payload unit written to Topic (default
 	// DefaultMaxUnitBytes); a larger one is dead-lettered alone.
 	MaxUnitBytes int
-	Log            *zap.Logger
-	Ready          []Check
-	Metrics        *metrics.Pipeline // nil: none
-	now            func() time.Time
+	Log          *zap.Logger
+	Ready        []Check
+	Metrics      *metrics.Pipeline // nil: none
+	now          func() time.Time
 }
 
 type handler struct {

@@ -118,7 +118,9 @@ func verifiedEvents(ctx context.Context, b *budget, src config.Source, body []by
 			return nil, &problem{http.StatusBadRequest, "want exactly one mandrill_events field"}
 		}
 		events = []byte(values[0])
-		verify = func(key string) bool { return mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, key, form, sig) }
+		verify = func(key string) bool {
+			return mailchimp.VerifyMandrillSignature(src.MandrillWebhookURL, key, form, sig)
+		}
 	}
 	if verify(src.MandrillWebhookKey) {
 		return events, nil
