@@ -64,6 +64,20 @@ type Env struct {
 	// (the embedded stack; development). Otherwise topics come from
 	// `ctl topics apply` and a missing one stops the service at start.
 	CreateTopics bool `env:"KAFKA_CREATE_TOPICS"`
+
+	// Schema Registry (the Confluent REST API; Apicurio's ccompat API):
+	// with a URL, heap.events and heap.events.pending values use the
+	// Confluent wire format and the schema is registered under
+	// "<topic>-value"; without one, Avro single-object encoding. Basic
+	// authentication or a bearer token, not both; a CA file for https.
+	SchemaRegistryURL      string       `env:"SCHEMA_REGISTRY_URL"`
+	SchemaRegistryUsername string       `env:"SCHEMA_REGISTRY_USERNAME"`
+	SchemaRegistryPassword kafka.Secret `env:"SCHEMA_REGISTRY_PASSWORD"`
+	SchemaRegistryToken    kafka.Secret `env:"SCHEMA_REGISTRY_TOKEN"`
+	SchemaRegistryCAFile   string       `env:"SCHEMA_REGISTRY_CA_FILE"`
+	// SchemaRegistryAutoRegister registers the schema at start; off, a
+	// service whose schema the registry lacks stops at start.
+	SchemaRegistryAutoRegister bool `env:"SCHEMA_REGISTRY_AUTO_REGISTER" envDefault:"true"`
 }
 
 // KafkaConn is how this process reaches Kafka (KAFKA_BROKERS and the

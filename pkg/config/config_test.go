@@ -40,6 +40,8 @@ func defaultEnv() Env {
 		MapperSessions:     2,
 		MailchimpLoginURL:  "https://login.mailchimp.com",
 		Kafka:              kafka.Security{ClientID: "mailchimp-heap"},
+
+		SchemaRegistryAutoRegister: true,
 	}
 }
 

@@ -287,8 +287,26 @@ func (l *loop) poll(ctx, workCtx context.Context) bool {
 			l.cfg.Log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		}
 	})
-	l.accept(workCtx, fetches.Records())
+	recs := fetches.Records()
+	if !l.learn(ctx, recs) {
+		return false
+	}
+	l.accept(workCtx, recs)
 	return true
+}
+
+// learn has the codec fetch from the schema registry, before accept decodes
+// recs under mu, the writer schemas it has not met: a registry outage waits
+// here, and never dead-letters a record it could read. False: ctx ended.
+func (l *loop) learn(ctx context.Context, recs []*kgo.Record) bool {
+	return l.retry(ctx, "schema registry lookup", func() error {
+		for _, r := range recs {
+			if err := l.cfg.Codec.Learn(ctx, r.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // waitUnstall waits, instead of polling, until a queue drained or PollWait

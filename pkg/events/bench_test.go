@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/eventstest"
 )
 
 func benchEvent() events.Event {
@@ -61,5 +62,19 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	vsFloor(b, func() error { var got events.Event; return json.Unmarshal(js, &got) }, func() error { _, err := c.Decode(bin); return err })
+}
+
+// BenchmarkDecodeResolved: decoding a record of another version (the
+// version 2 candidate), resolved to the current one, against
+// json.Unmarshal of the same event.
+func BenchmarkDecodeResolved(b *testing.B) {
+	c := eventstest.Codec(b)
+	e := benchEvent()
+	js, err := json.Marshal(e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin := eventstest.SingleObjectV2(b, e, "Mozilla/5.0")
 	vsFloor(b, func() error { var got events.Event; return json.Unmarshal(js, &got) }, func() error { _, err := c.Decode(bin); return err })
 }

@@ -2,56 +2,185 @@ package events
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unsafe"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
 	"github.com/mailchimp-heap/mailchimp-heap/schemas"
 )
 
-// Codec encodes events as Avro single-object encoding. It is safe for
-// concurrent use; build it once per process.
+// Codec encodes events as Avro and decodes every version of them. It is
+// safe for concurrent use; build it once per process.
+//
+// Framing, chosen by a value's first byte, so one topic may hold both (a
+// topic moving to or from a registry does):
+//   - Avro single-object encoding (the default): C3 01, the 8-byte
+//     little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
+//     Canonical Form, then the binary datum. The fingerprint is package
+//     avro's, as the spec and Apache Avro's Java compute it, not goavro's
+//     Codec.Rabin, whose canonical form keeps logical types (goavro #174;
+//     see avro.Canonical), so that any Avro library reads the header;
+//   - the Confluent wire format, with a schema registry (NewRegistryCodec):
+//     00, the writer schema's 4-byte big-endian registry id, the datum.
+//
+// Versions: it writes the current schema, schemas.HeapEmailEvent, and reads
+// a datum of any schema it can resolve to it: a version in
+// schemas.HeapEmailEventVersions (by fingerprint) or a registry's schema (by
+// id). A datum of the current schema is read by the hand-written decoder
+// (binary.go); any other is first rewritten into the current schema's
+// binary form by Avro schema resolution (avro.Resolver: a field the writer
+// lacks gets the current schema's default, one the current schema lacks is
+// dropped, the rest are matched by name), then read the same way. A
+// writer's schema the current one cannot read every datum of is refused
+// when first met, with the reason.
 type Codec struct {
-	avro   *goavro.Codec
-	header []byte // single-object marker c3 01 and the schema's fingerprint
+	avro     *goavro.Codec // the current schema's: the reference binary.go is checked against
+	current  *version
+	versions map[uint64]*version // by fingerprint, the current one included
+	header   []byte              // what every encoding starts with
+	reg      *registryCache      // nil: no schema registry
 }
 
-// NewCodec compiles the embedded schema and checks the hand-written binary
-// encoding (binary.go) against goavro's for it.
-func NewCodec() (*Codec, error) {
+// version is a writer's schema the codec reads.
+type version struct {
+	n       int    // its place in schemas.HeapEmailEventVersions, from 1; 0: only a registry's
+	id      uint32 // its registry id, when it came from the registry
+	fp      uint64
+	schema  *avro.Schema
+	resolve *avro.Resolver // to the current schema; nil: it is the current one
+}
+
+func (v *version) String() string {
+	if v.n == 0 {
+		return fmt.Sprintf("schema id %d (fingerprint %016x)", v.id, v.fp)
+	}
+	return fmt.Sprintf("version %d (fingerprint %016x)", v.n, v.fp)
+}
+
+// Errors of Decode, for errors.Is. Any other decode error is the record's
+// own: truncated or malformed bytes.
+var (
+	// ErrUnknownSchema: the record's writer schema is not one the codec
+	// knows or can learn (an unknown fingerprint, an id the registry does
+	// not have, a registry id while none is configured), or cannot be
+	// resolved to the current schema. Permanent for that record.
+	ErrUnknownSchema = errors.New("unknown schema")
+	// ErrSchemaUnavailable: the registry could not be asked for the
+	// record's schema. Not the record's fault: retry.
+	ErrSchemaUnavailable = errors.New("schema registry unavailable")
+)
+
+// Option changes how NewCodec or NewRegistryCodec builds a codec.
+type Option func(*options)
+
+type options struct{ versions []string }
+
+// Versions replaces the schema versions a codec reads (default
+// schemas.HeapEmailEventVersions); the current schema is always read.
+// Tests use it to read a candidate next version.
+func Versions(texts ...string) Option { return func(o *options) { o.versions = texts } }
+
+// NewCodec builds a codec writing single-object encoding. It compiles the
+// current schema with goavro, checks the hand-written binary encoding
+// (binary.go) against goavro's, and compiles the resolution of every other
+// version to the current one: a version the current schema cannot read
+// fails here, not on a record.
+func NewCodec(opts ...Option) (*Codec, error) {
+	o := options{versions: schemas.HeapEmailEventVersions}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	c, err := goavro.NewCodec(schemas.HeapEmailEvent)
 	if err != nil {
 		return nil, fmt.Errorf("events: compile schema: %w", err)
 	}
-	codec := &Codec{avro: c, header: binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, c.Rabin)}
+	cur, err := parseVersion(schemas.HeapEmailEvent)
+	if err != nil {
+		return nil, err
+	}
+	codec := &Codec{avro: c, current: &version{fp: avro.Fingerprint(cur), schema: cur}, versions: map[uint64]*version{}}
+	codec.versions[codec.current.fp] = codec.current
+	codec.header = binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, codec.current.fp)
+	for i, text := range o.versions {
+		s, err := parseVersion(text)
+		if err != nil {
+			return nil, fmt.Errorf("events: version %d: %w", i+1, err)
+		}
+		fp := avro.Fingerprint(s)
+		if fp == codec.current.fp {
+			codec.current.n = i + 1
+			continue
+		}
+		r, err := avro.NewResolver(s, cur)
+		if err != nil {
+			return nil, fmt.Errorf("events: version %d (fingerprint %016x) cannot be read as the current schema: %w", i+1, fp, err)
+		}
+		codec.versions[fp] = &version{n: i + 1, fp: fp, schema: s, resolve: r}
+	}
+	if codec.current.n == 0 {
+		codec.current.n = len(o.versions) + 1
+	}
 	probe := Event{ID: "id", SourceID: "s", AppID: "a", Identity: "i", EmailKey: "k", Name: "n",
 		Time: time.UnixMilli(1759413912345), CampaignID: "c", CampaignTitle: "t", ListID: "l", IP: "ip", URL: "u",
 		BounceType: "b", Subject: "su", Tags: []string{"x", "y"},
 		Lineage: Lineage{Topic: "raw", Partition: 3, Offset: 42, Kind: "k", RequestID: "r", ReceivedAt: time.UnixMilli(1759413999999)}}
-	want, err := c.SingleFromNative(nil, toNative(probe))
+	want, err := c.BinaryFromNative(nil, Native(probe))
 	if err != nil {
 		return nil, fmt.Errorf("events: schema check: %w", err)
 	}
-	if got, _ := codec.Encode(probe); !bytes.Equal(got, want) {
+	if got := appendBinary(nil, probe); !bytes.Equal(got, want) {
 		return nil, fmt.Errorf("events: the hand-written Avro encoding no longer matches the schema: update binary.go")
 	}
 	return codec, nil
 }
 
-// Encode returns the single-object encoding of e.
+// parseVersion parses a version this build lists. goavro, the reference
+// parser, must accept it too: package avro parses it again only for what
+// goavro's Codec does not expose (fields, defaults, aliases).
+func parseVersion(text string) (*avro.Schema, error) {
+	if _, err := goavro.NewCodec(text); err != nil {
+		return nil, fmt.Errorf("events: goavro refuses the schema: %w", err)
+	}
+	s, err := avro.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if err := avro.ValidateDefaults(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Fingerprint is the current schema's CRC-64-AVRO fingerprint, as its
+// single-object encoding carries it.
+func (c *Codec) Fingerprint() uint64 { return c.current.fp }
+
+// Framing describes what Encode writes, for a start-up log line.
+func (c *Codec) Framing() string {
+	if c.reg != nil {
+		return fmt.Sprintf("confluent wire format, schema id %d (version %d, fingerprint %016x)", c.reg.writeID, c.current.n, c.current.fp)
+	}
+	return fmt.Sprintf("single-object encoding, version %d (fingerprint %016x)", c.current.n, c.current.fp)
+}
+
+// Encode returns the encoding of e.
 func (c *Codec) Encode(e Event) ([]byte, error) {
 	return c.AppendEncode(make([]byte, 0, len(c.header)+sizeHint(e)), e), nil
 }
 
-// AppendEncode appends the single-object encoding of e to dst.
+// AppendEncode appends the encoding of e to dst.
 func (c *Codec) AppendEncode(dst []byte, e Event) []byte {
 	return appendBinary(append(dst, c.header...), e)
 }
 
-// Decode parses a single-object encoded event.
+// Decode parses an encoded event of any version the codec reads.
 func (c *Codec) Decode(b []byte) (Event, error) { return c.decode(b, false) }
 
 // DecodeView is Decode without a copy: the event's strings share b's
@@ -67,11 +196,11 @@ type Route struct {
 	Time                                time.Time
 }
 
-// RouteView reads an event's Route and nothing after it, without a copy:
-// its strings share b's bytes, as DecodeView's. Decode may still fail on
-// the rest.
+// RouteView reads an event's Route and, for the current schema, nothing
+// after it, without a copy: its strings share b's bytes, as DecodeView's.
+// Decode may still fail on the rest.
 func (c *Codec) RouteView(b []byte) (Route, error) {
-	body, err := c.body(b)
+	body, _, err := c.datum(b)
 	if err != nil {
 		return Route{}, err
 	}
@@ -93,12 +222,12 @@ func view(b []byte) string {
 }
 
 func (c *Codec) decode(b []byte, shared bool) (Event, error) {
-	body, err := c.body(b)
+	body, fresh, err := c.datum(b)
 	if err != nil {
 		return Event{}, err
 	}
 	whole := view(body)
-	if !shared {
+	if !shared && !fresh {
 		whole = strings.Clone(whole)
 	}
 	e, rest, err := readBinary(body, whole)
@@ -111,98 +240,43 @@ func (c *Codec) decode(b []byte, shared bool) (Event, error) {
 	return e, nil
 }
 
-// body is b without its single-object header, which must be this schema's.
-func (c *Codec) body(b []byte) ([]byte, error) {
-	if len(b) < len(c.header) || !bytes.Equal(b[:len(c.header)], c.header) {
-		return nil, fmt.Errorf("events: decode: not a single-object encoded event of this schema")
+// datum returns b's datum in the current schema's binary form: b's own
+// bytes when it was written with the current schema, else b's datum
+// resolved to it, in memory of its own (fresh).
+func (c *Codec) datum(b []byte) (body []byte, fresh bool, err error) {
+	v, body, err := c.writer(b)
+	if err != nil {
+		return nil, false, err
 	}
-	return b[len(c.header):], nil
+	if v.resolve == nil {
+		return body, false, nil
+	}
+	out, rest, err := v.resolve.Append(make([]byte, 0, len(body)+32), body)
+	if err != nil {
+		return nil, false, fmt.Errorf("events: decode %s: %w", v, err)
+	}
+	if len(rest) > 0 {
+		return nil, false, fmt.Errorf("events: decode %s: %d bytes after the event", v, len(rest))
+	}
+	return out, true, nil
 }
 
-func optional(s string) any {
-	if s == "" {
-		return nil
-	}
-	return goavro.Union("string", s)
-}
-
-func toNative(e Event) map[string]any {
-	tags := make([]any, len(e.Tags))
-	for i, t := range e.Tags {
-		tags[i] = t
-	}
-	return map[string]any{
-		"event_id":       e.ID,
-		"source_id":      e.SourceID,
-		"heap_app_id":    e.AppID,
-		"identity":       e.Identity,
-		"email_key":      e.EmailKey,
-		"event_name":     e.Name,
-		"event_time":     e.Time.UTC(),
-		"campaign_id":    optional(e.CampaignID),
-		"campaign_title": optional(e.CampaignTitle),
-		"list_id":        optional(e.ListID),
-		"ip":             optional(e.IP),
-		"url":            optional(e.URL),
-		"bounce_type":    optional(e.BounceType),
-		"subject":        optional(e.Subject),
-		"tags":           tags,
-		"lineage": map[string]any{
-			"topic":       e.Lineage.Topic,
-			"partition":   e.Lineage.Partition,
-			"offset":      e.Lineage.Offset,
-			"kind":        e.Lineage.Kind,
-			"request_id":  e.Lineage.RequestID,
-			"received_at": e.Lineage.ReceivedAt.UTC(),
-		},
-	}
-}
-
-func str(m map[string]any, k string) string {
-	switch v := m[k].(type) {
-	case string:
-		return v
-	case map[string]any:
-		s, _ := v["string"].(string)
-		return s
-	}
-	return ""
-}
-
-func fromNative(m map[string]any) Event {
-	e := Event{
-		ID:            str(m, "event_id"),
-		SourceID:      str(m, "source_id"),
-		AppID:         str(m, "heap_app_id"),
-		Identity:      str(m, "identity"),
-		EmailKey:      str(m, "email_key"),
-		Name:          str(m, "event_name"),
-		CampaignID:    str(m, "campaign_id"),
-		CampaignTitle: str(m, "campaign_title"),
-		ListID:        str(m, "list_id"),
-		IP:            str(m, "ip"),
-		URL:           str(m, "url"),
-		BounceType:    str(m, "bounce_type"),
-		Subject:       str(m, "subject"),
-	}
-	e.Time, _ = m["event_time"].(time.Time)
-	e.Time = e.Time.UTC()
-	if tags, ok := m["tags"].([]any); ok {
-		for _, t := range tags {
-			if s, ok := t.(string); ok {
-				e.Tags = append(e.Tags, s)
-			}
+// writer returns the schema b was written with, by its framing, and its
+// datum.
+func (c *Codec) writer(b []byte) (*version, []byte, error) {
+	switch {
+	case len(b) >= 10 && b[0] == 0xC3 && b[1] == 0x01:
+		fp := binary.LittleEndian.Uint64(b[2:10])
+		if fp == c.current.fp {
+			return c.current, b[10:], nil
 		}
+		if v, ok := c.versions[fp]; ok {
+			return v, b[10:], nil
+		}
+		return nil, nil, fmt.Errorf("events: decode: %w: fingerprint %016x is not a version of heap_email_event.avsc this build reads", ErrUnknownSchema, fp)
+	case len(b) >= 5 && b[0] == 0x00:
+		v, err := c.byID(context.Background(), binary.BigEndian.Uint32(b[1:5]), false)
+		return v, b[5:], err
 	}
-	if l, ok := m["lineage"].(map[string]any); ok {
-		e.Lineage.Topic = str(l, "topic")
-		e.Lineage.Kind = str(l, "kind")
-		e.Lineage.RequestID = str(l, "request_id")
-		p, _ := l["partition"].(int32)
-		o, _ := l["offset"].(int64)
-		e.Lineage.Partition, e.Lineage.Offset = p, o
-		e.Lineage.ReceivedAt, _ = l["received_at"].(time.Time)
-		e.Lineage.ReceivedAt = e.Lineage.ReceivedAt.UTC()
-	}
-	return e
+	return nil, nil, errors.New("events: decode: not an Avro event: neither single-object encoding (c3 01) nor the Confluent wire format (00)")
 }

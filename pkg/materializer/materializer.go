@@ -358,10 +358,12 @@ func (m *Materializer) index(ctx context.Context, r *kgo.Record) (app, emailKey 
 		m.countRemoved(ctx, gone, "")
 		return app, ek, false, nil
 	}
+	if err := m.cfg.Codec.Learn(ctx, r.Value); err != nil {
+		return "", "", false, m.undecodable(ctx, r, err) // the registry is unavailable: retried
+	}
 	e, err := m.cfg.Codec.Decode(r.Value)
 	if err != nil {
-		m.cfg.Log.Warn("skipping undecodable pending event", zap.Error(err), zap.Int64("offset", r.Offset))
-		return "", "", false, nil
+		return "", "", false, m.undecodable(ctx, r, err)
 	}
 	added, err = m.idx.Add(ctx, e.AppID, e.EmailKey, pending.Entry{EventID: e.ID, Since: since(r, e), Value: r.Value})
 	if err != nil {
@@ -373,6 +375,42 @@ func (m *Materializer) index(ctx context.Context, r *kgo.Record) (app, emailKey 
 	return e.AppID, e.EmailKey, added, nil
 }
 
+// undecodable moves a heap.events.pending record that no schema this build
+// reads decodes (an unknown fingerprint, a registry id whose schema cannot
+// be read as the current one, damaged bytes) to heap.events.dlq with the
+// reason, and tombstones it in pending, in one transaction, as expire
+// moves an event: it is not dropped, and once a build reads its schema,
+// `ctl redrive` sends it back. A registry that cannot be asked is not the
+// record's fault: the error is returned and the batch retried.
+func (m *Materializer) undecodable(ctx context.Context, r *kgo.Record, decodeErr error) error {
+	if errors.Is(decodeErr, events.ErrSchemaUnavailable) {
+		return fmt.Errorf("materializer: pending event at offset %d: %w", r.Offset, decodeErr)
+	}
+	reason := "undecodable: " + decodeErr.Error()
+	m.cfg.Log.Warn("dead-lettering undecodable pending event", zap.String("reason", reason),
+		zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset))
+	recs := []*kgo.Record{kafka.DeadLetter(r, m.cfg.Topics.EventsDLQ, reason)}
+	if len(r.Key) > 0 { // a compacted topic's records have keys; a tombstone needs one
+		recs = append(recs, &kgo.Record{Topic: m.cfg.Topics.Pending, Key: r.Key})
+	}
+	m.mu.Lock()
+	err := m.produce(ctx, recs)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if src := kafka.Header(r, kafka.HeaderSource); src != "" && m.cfg.Status != nil {
+		if err := m.cfg.Status.DeadLettered(ctx, src, reasonUndecodable, 1); err != nil {
+			m.cfg.Log.Debug("status count failed", zap.Error(err))
+		}
+	}
+	return nil
+}
+
+// reasonUndecodable is the status page's class of a pending event that
+// does not decode.
+const reasonUndecodable = "unparseable"
+
 func since(r *kgo.Record, e events.Event) time.Time {
 	if t, err := time.Parse(time.RFC3339Nano, kafka.Header(r, HeaderPendingSince)); err == nil {
 		return t
@@ -381,6 +419,11 @@ func since(r *kgo.Record, e events.Event) time.Time {
 		return e.Lineage.ReceivedAt
 	}
 	return r.Timestamp
+}
+
+// pendingKey is events.Event.PendingKey's layout, from its parts.
+func pendingKey(app, emailKey, id string) []byte {
+	return events.Event{AppID: app, EmailKey: emailKey, ID: id}.PendingKey()
 }
 
 func splitPendingKey(k []byte) (app, emailKey, id string, ok bool) {
@@ -466,8 +509,22 @@ func (m *Materializer) transact(ctx context.Context, app string, keys map[string
 		}
 		for _, en := range entries {
 			e, err := m.cfg.Codec.Decode(en.Value)
+			if errors.Is(err, events.ErrSchemaUnavailable) {
+				m.cfg.Log.Warn("pending entry left in place while its schema cannot be fetched", zap.Error(err))
+				continue
+			}
 			if err != nil {
-				m.cfg.Log.Warn("undecodable pending entry left in place", zap.Error(err))
+				// Indexed by a build that read its schema (before a
+				// rollback, say): moved like a record index cannot decode.
+				key := pendingKey(app, k, en.EventID)
+				reason := "undecodable: " + err.Error()
+				m.cfg.Log.Warn("dead-lettering undecodable pending entry", zap.String("reason", reason))
+				out = append(out, &kgo.Record{Topic: m.cfg.Topics.EventsDLQ, Key: key, Value: en.Value, Headers: []kgo.RecordHeader{
+					{Key: kafka.HeaderEventID, Value: []byte(en.EventID)},
+					{Key: kafka.HeaderReason, Value: []byte(reason)},
+					{Key: kafka.HeaderOrigin, Value: []byte(m.cfg.Topics.Pending)},
+				}}, &kgo.Record{Topic: m.cfg.Topics.Pending, Key: key})
+				moved[k] = append(moved[k], en.EventID)
 				continue
 			}
 			r, reason, err := route(e, en)

@@ -42,6 +42,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
@@ -131,7 +132,7 @@ func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap
 	if err != nil {
 		return nil, err
 	}
-	codec, err := events.NewCodec()
+	codec, err := eventCodec(ctx, env, kafka.NewTopics(env.TopicPrefix), log)
 	if err != nil {
 		rdb.Close()
 		return nil, err
@@ -159,6 +160,36 @@ func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap
 		return nil, err
 	}
 	return d, nil
+}
+
+// eventCodec builds the Avro codec of heap.events and heap.events.pending:
+// single-object encoding, or with SCHEMA_REGISTRY_URL the Confluent wire
+// format, the schema registered under both topics' "<topic>-value"
+// subjects (or, with SCHEMA_REGISTRY_AUTO_REGISTER=false, found there: a
+// registry without it stops the service here). Either way it reads both.
+func eventCodec(ctx context.Context, env config.Env, topics kafka.Topics, log *zap.Logger) (*events.Codec, error) {
+	if env.SchemaRegistryURL == "" {
+		c, err := events.NewCodec()
+		if err != nil {
+			return nil, err
+		}
+		log.Info("avro", zap.String("framing", c.Framing()))
+		return c, nil
+	}
+	reg, err := registry.New(registry.Config{URL: env.SchemaRegistryURL, Username: env.SchemaRegistryUsername,
+		Password: string(env.SchemaRegistryPassword), Token: string(env.SchemaRegistryToken), CAFile: env.SchemaRegistryCAFile})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	c, err := events.NewRegistryCodec(ctx, events.RegistryConfig{Registry: reg,
+		Subjects: []string{topics.Events + "-value", topics.Pending + "-value"}, AutoRegister: env.SchemaRegistryAutoRegister})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("avro", zap.String("framing", c.Framing()), zap.String("schema_registry", reg.Describe()))
+	return c, nil
 }
 
 // setupTopics creates missing topics when allowed, then runs the preflight
