@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -40,12 +41,22 @@ import (
 // dropped, the rest are matched by name), then read the same way. A
 // writer's schema the current one cannot read every datum of is refused
 // when first met, with the reason.
+//
+// With WriteVersion it writes another version it reads instead (see
+// there); Decode is unchanged.
 type Codec struct {
 	avro     *goavro.Codec // the current schema's: the reference binary.go is checked against
 	current  *version
 	versions map[uint64]*version // by fingerprint, the current one included
 	header   []byte              // what every encoding starts with
 	reg      *registryCache      // nil: no schema registry
+	// written is the version Encode writes: current, or WriteVersion's;
+	// writeText its schema text (what a registry codec registers), and
+	// toWritten the resolution of the current schema's datum to it (nil
+	// when written is current).
+	written   *version
+	writeText string
+	toWritten *avro.Resolver
 }
 
 // version is a writer's schema the codec reads.
@@ -80,12 +91,32 @@ var (
 // Option changes how NewCodec or NewRegistryCodec builds a codec.
 type Option func(*options)
 
-type options struct{ versions []string }
+type options struct {
+	versions []string
+	write    string
+}
 
 // Versions replaces the schema versions a codec reads (default
 // schemas.HeapEmailEventVersions); the current schema is always read.
 // Tests use it to read a candidate next version.
 func Versions(texts ...string) Option { return func(o *options) { o.versions = texts } }
+
+// WriteVersion makes Encode and AppendEncode write version text, one of
+// the versions the codec reads (Versions), instead of the current schema.
+// It exists for rolling upgrades: a release can write a newer version
+// before the hand-written encoder (binary.go) is regenerated for it, once
+// the release before it reads that version, and a test can run builds of
+// two versions side by side. The newer version must hold every datum of
+// the current one (a field it adds has a default); NewCodec refuses it
+// otherwise.
+//
+// Its cost: each event is encoded with the current schema as usual, then
+// rewritten into the written version's binary form by Avro schema
+// resolution (avro.Resolver; a field the current schema lacks gets its
+// default), a second pass over every datum. The single-object header
+// carries the written version's fingerprint; a registry codec registers
+// the written version under its subjects and writes its id.
+func WriteVersion(text string) Option { return func(o *options) { o.write = text } }
 
 // NewCodec builds a codec writing single-object encoding. It compiles the
 // current schema with goavro, checks the hand-written binary encoding
@@ -127,6 +158,12 @@ func NewCodec(opts ...Option) (*Codec, error) {
 	if codec.current.n == 0 {
 		codec.current.n = len(o.versions) + 1
 	}
+	codec.written, codec.writeText = codec.current, schemas.HeapEmailEvent
+	if o.write != "" {
+		if err := codec.writeVersion(o.write, cur); err != nil {
+			return nil, err
+		}
+	}
 	probe := Event{ID: "id", SourceID: "s", AppID: "a", Identity: "i", EmailKey: "k", Name: "n",
 		Time: time.UnixMilli(1759413912345), CampaignID: "c", CampaignTitle: "t", ListID: "l", IP: "ip", URL: "u",
 		BounceType: "b", Subject: "su", Tags: []string{"x", "y"},
@@ -138,7 +175,38 @@ func NewCodec(opts ...Option) (*Codec, error) {
 	if got := appendBinary(nil, probe); !bytes.Equal(got, want) {
 		return nil, fmt.Errorf("events: the hand-written Avro encoding no longer matches the schema: update binary.go")
 	}
+	if codec.toWritten != nil {
+		// What the codec writes it reads back as written.
+		enc := codec.AppendEncode(nil, probe)
+		if got, err := codec.Decode(enc); err != nil || !bytes.Equal(appendBinary(nil, got), want) {
+			return nil, fmt.Errorf("events: %s written by WriteVersion does not read back as written: %v", codec.written, err)
+		}
+	}
 	return codec, nil
+}
+
+// writeVersion makes the codec write text, a version it reads, whose
+// schema reads every datum of the current schema cur.
+func (c *Codec) writeVersion(text string, cur *avro.Schema) error {
+	s, err := parseVersion(text)
+	if err != nil {
+		return fmt.Errorf("events: the version to write: %w", err)
+	}
+	fp := avro.Fingerprint(s)
+	v, ok := c.versions[fp]
+	if !ok {
+		return fmt.Errorf("events: the version to write (fingerprint %016x) is not among the versions the codec reads", fp)
+	}
+	if v == c.current {
+		return nil
+	}
+	r, err := avro.NewResolver(cur, s)
+	if err != nil {
+		return fmt.Errorf("events: %s cannot hold every datum of the current schema, so it cannot be written: %w", v, err)
+	}
+	c.written, c.writeText, c.toWritten = v, text, r
+	c.header = binary.LittleEndian.AppendUint64([]byte{0xC3, 0x01}, v.fp)
+	return nil
 }
 
 // parseVersion parses a version this build lists. goavro, the reference
@@ -159,15 +227,15 @@ func parseVersion(text string) (*avro.Schema, error) {
 }
 
 // Fingerprint is the current schema's CRC-64-AVRO fingerprint, as its
-// single-object encoding carries it.
+// single-object encoding carries it (unless WriteVersion chose another).
 func (c *Codec) Fingerprint() uint64 { return c.current.fp }
 
 // Framing describes what Encode writes, for a start-up log line.
 func (c *Codec) Framing() string {
 	if c.reg != nil {
-		return fmt.Sprintf("confluent wire format, schema id %d (version %d, fingerprint %016x)", c.reg.writeID, c.current.n, c.current.fp)
+		return fmt.Sprintf("confluent wire format, schema id %d (version %d, fingerprint %016x)", c.reg.writeID, c.written.n, c.written.fp)
 	}
-	return fmt.Sprintf("single-object encoding, version %d (fingerprint %016x)", c.current.n, c.current.fp)
+	return fmt.Sprintf("single-object encoding, version %d (fingerprint %016x)", c.written.n, c.written.fp)
 }
 
 // Encode returns the encoding of e.
@@ -177,8 +245,24 @@ func (c *Codec) Encode(e Event) ([]byte, error) {
 
 // AppendEncode appends the encoding of e to dst.
 func (c *Codec) AppendEncode(dst []byte, e Event) []byte {
-	return appendBinary(append(dst, c.header...), e)
+	dst = append(dst, c.header...)
+	if c.toWritten == nil {
+		return appendBinary(dst, e)
+	}
+	buf := scratch.Get().(*[]byte)
+	defer scratch.Put(buf)
+	*buf = appendBinary((*buf)[:0], e)
+	out, _, err := c.toWritten.Append(dst, *buf)
+	if err != nil {
+		// A resolver fails only on bytes its writer's schema does not
+		// describe, and these are binary.go's, checked in NewCodec.
+		panic(fmt.Sprintf("events: resolving an encoded event to %s: %v", c.written, err))
+	}
+	return out
 }
+
+// scratch holds WriteVersion's current-schema datum before resolution.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // Decode parses an encoded event of any version the codec reads.
 func (c *Codec) Decode(b []byte) (Event, error) { return c.decode(b, false) }

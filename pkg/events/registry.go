@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
-	"github.com/mailchimp-heap/mailchimp-heap/schemas"
 )
 
 // Registry is the part of a schema registry's REST API the codec uses
@@ -30,11 +29,11 @@ type Registry interface {
 // RegistryConfig is how a codec uses a schema registry.
 type RegistryConfig struct {
 	Registry Registry
-	// Subjects the current schema belongs under: by the topic-name
-	// strategy, "<topic>-value" for each topic written. The first one's id
-	// is the one written.
+	// Subjects the written schema (the current one, or WriteVersion's)
+	// belongs under: by the topic-name strategy, "<topic>-value" for each
+	// topic written. The first one's id is the one written.
 	Subjects []string
-	// AutoRegister registers the current schema under each subject;
+	// AutoRegister registers the written schema under each subject;
 	// otherwise each must hold it already.
 	AutoRegister bool
 }
@@ -65,8 +64,8 @@ var missAgain = time.Minute
 const registryTimeout = 10 * time.Second
 
 // NewRegistryCodec builds a codec writing the Confluent wire format: it
-// registers the current schema under each subject (or, without
-// AutoRegister, finds it there) and writes the first subject's id. It
+// registers the current schema (or WriteVersion's) under each subject (or,
+// without AutoRegister, finds it there) and writes the first subject's id. It
 // reads what NewCodec's codecs read, and any schema id the registry
 // resolves to a schema the current one can read.
 func NewRegistryCodec(ctx context.Context, cfg RegistryConfig, opts ...Option) (*Codec, error) {
@@ -77,7 +76,7 @@ func NewRegistryCodec(ctx context.Context, cfg RegistryConfig, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
-	text, err := avro.Compact(schemas.HeapEmailEvent)
+	text, err := avro.Compact(c.writeText)
 	if err != nil {
 		return nil, err
 	}
@@ -88,14 +87,14 @@ func NewRegistryCodec(ctx context.Context, cfg RegistryConfig, opts ...Option) (
 			id, err = cfg.Registry.Register(ctx, subject, text)
 			if err != nil {
 				return nil, fmt.Errorf("schema registry: register the heap.events schema (version %d, fingerprint %016x) under subject %s: %w",
-					c.current.n, c.current.fp, subject, err)
+					c.written.n, c.written.fp, subject, err)
 			}
 		} else {
 			id, err = cfg.Registry.Lookup(ctx, subject, text)
 			if notFound(err) {
 				return nil, fmt.Errorf("schema registry: subject %s does not hold this build's heap.events schema (version %d, fingerprint %016x) "+
 					"and SCHEMA_REGISTRY_AUTO_REGISTER is false: register it (POST /subjects/%s/versions) or allow auto-registration: %w",
-					subject, c.current.n, c.current.fp, subject, err)
+					subject, c.written.n, c.written.fp, subject, err)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("schema registry: look up the heap.events schema under subject %s: %w", subject, err)
@@ -104,7 +103,7 @@ func NewRegistryCodec(ctx context.Context, cfg RegistryConfig, opts ...Option) (
 		if id < 0 || id > math.MaxUint32 {
 			return nil, fmt.Errorf("schema registry: subject %s: id %d does not fit the wire format's 4 bytes", subject, id)
 		}
-		reg.ids[uint32(id)] = c.current
+		reg.ids[uint32(id)] = c.written
 		if i == 0 {
 			reg.writeID = uint32(id)
 		}

@@ -1,6 +1,7 @@
 package exactlyonce_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,8 @@ import (
 
 // TestMain lets the test binary run as a mapper or an emitter process, so
 // the fault tests can kill them with SIGKILL, as an orchestrator would.
+// EO_RELEASE picks the build a child plays (versions_test.go) and
+// EO_LOG_LEVEL its log level (default warn).
 func TestMain(m *testing.M) {
 	if role := os.Getenv("EO_ROLE"); role != "" {
 		os.Exit(child(role))
@@ -53,7 +56,7 @@ func child(role string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	log, _ := service.NewLogger("warn")
+	log, _ := service.NewLogger(cmp.Or(os.Getenv("EO_LOG_LEVEL"), "warn"))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	d, err := service.Open(ctx, env, sources, log, env.KafkaBrokers, role)
@@ -62,6 +65,10 @@ func child(role string) int {
 		return 1
 	}
 	defer d.Close()
+	if err := useRelease(ctx, d); err != nil { // rolling_test.go
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	switch role {
 	case "mapper":
 		err = service.Mapper(ctx, d)
