@@ -302,7 +302,23 @@ type collector struct {
 
 func collect(ctx context.Context, t *testing.T, brokers []string, topic string, codec *events.Codec) *collector {
 	c := &collector{}
-	cl, err := kgo.NewClient(append(kafkatest.Opts(t, brokers), kgo.ConsumeTopics(topic),
+	tail(ctx, t, brokers, func(r *kgo.Record) {
+		id := kafka.Header(r, kafka.HeaderEventID)
+		if e, err := codec.Decode(r.Value); err == nil {
+			id = e.ID
+		}
+		c.mu.Lock()
+		c.dead = append(c.dead, exactlyonce.DeadLetter{EventID: id, Reason: kafka.Header(r, kafka.HeaderReason)})
+		c.mu.Unlock()
+	}, topic)
+	return c
+}
+
+// tail hands each committed record of topics, from their start, to fn in a
+// goroutine that runs until ctx ends; t's cleanup waits for it.
+func tail(ctx context.Context, t *testing.T, brokers []string, fn func(*kgo.Record), topics ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(append(kafkatest.Opts(t, brokers), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
@@ -311,20 +327,10 @@ func collect(ctx context.Context, t *testing.T, brokers []string, topic string, 
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			fs := cl.PollFetches(ctx)
-			for _, r := range fs.Records() {
-				id := kafka.Header(r, kafka.HeaderEventID)
-				if e, err := codec.Decode(r.Value); err == nil {
-					id = e.ID
-				}
-				c.mu.Lock()
-				c.dead = append(c.dead, exactlyonce.DeadLetter{EventID: id, Reason: kafka.Header(r, kafka.HeaderReason)})
-				c.mu.Unlock()
-			}
+			cl.PollFetches(ctx).EachRecord(fn)
 		}
 	}()
 	t.Cleanup(func() { <-done; cl.Close() })
-	return c
 }
 
 func (c *collector) all() []exactlyonce.DeadLetter {

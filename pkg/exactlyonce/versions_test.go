@@ -17,7 +17,6 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/eventstest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 	"github.com/mailchimp-heap/mailchimp-heap/schemas"
@@ -95,46 +94,33 @@ func watchVersions(ctx context.Context, t *testing.T, brokers []string, topics k
 	vt := &versionTally{byTopic: map[string]map[string]int{"events": {}, "pending": {}},
 		events: map[string][]string{}, pendings: map[string]string{}, waiting: map[string]bool{}, framings: map[string]int{}}
 	vt.writer = writerOf(t, registryURL)
-	cl, err := kgo.NewClient(append(kafkatest.Opts(t, brokers), kgo.ConsumeTopics(topics.Events, topics.Pending),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			fs := cl.PollFetches(ctx)
-			for _, r := range fs.Records() {
-				id := kafka.Header(r, kafka.HeaderEventID)
-				var v string
-				if r.Value != nil {
-					v = vt.writer(r.Value)
-				}
-				vt.mu.Lock()
-				switch {
-				case len(r.Value) == 0:
-				case r.Value[0] == 0:
-					vt.framings["confluent"]++
-				default:
-					vt.framings["single-object"]++
-				}
-				switch {
-				case r.Topic == topics.Events:
-					vt.byTopic["events"][v]++
-					vt.events[id] = append(vt.events[id], v)
-				case r.Value == nil:
-					delete(vt.waiting, string(r.Key))
-				default:
-					vt.byTopic["pending"][v]++
-					vt.pendings[id] = v
-					vt.waiting[string(r.Key)] = true
-				}
-				vt.mu.Unlock()
-			}
+	tail(ctx, t, brokers, func(r *kgo.Record) {
+		id := kafka.Header(r, kafka.HeaderEventID)
+		var v string
+		if r.Value != nil {
+			v = vt.writer(r.Value)
 		}
-	}()
-	t.Cleanup(func() { <-done; cl.Close() })
+		vt.mu.Lock()
+		switch {
+		case len(r.Value) == 0:
+		case r.Value[0] == 0:
+			vt.framings["confluent"]++
+		default:
+			vt.framings["single-object"]++
+		}
+		switch {
+		case r.Topic == topics.Events:
+			vt.byTopic["events"][v]++
+			vt.events[id] = append(vt.events[id], v)
+		case r.Value == nil:
+			delete(vt.waiting, string(r.Key))
+		default:
+			vt.byTopic["pending"][v]++
+			vt.pendings[id] = v
+			vt.waiting[string(r.Key)] = true
+		}
+		vt.mu.Unlock()
+	}, topics.Events, topics.Pending)
 	return vt
 }
 
