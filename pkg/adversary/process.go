@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/perf"
@@ -35,12 +34,8 @@ func Build(ctx context.Context, dir string) (string, error) {
 // Redis, listening on loopback. Each attack gets a fresh one, so its peak
 // RSS is the attack's and an attack that kills it spoils no other.
 type Ingress struct {
-	Name string
+	*perf.Child
 	Addr string // host:port of INGRESS_ADDR
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	err  error
 }
 
 // StartIngress runs bin with env's brokers and Redis, the sources file and
@@ -50,42 +45,25 @@ func StartIngress(ctx context.Context, env *perf.Env, bin, name, sources, prefix
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(env.Dir, name+".log"))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c, err := env.StartExe(bin, name, map[string]string{
+		"SOURCES_FILE":        sources,
+		"INGRESS_ADDR":        addr,
+		"KAFKA_CREATE_TOPICS": "true",
+		"TOPIC_PREFIX":        prefix,
+		// LOG_LEVEL stays warn: info logs every request, and the log would
+		// measure the disk.
+	})
 	if err != nil {
 		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin)
-	// The harness's environment first (KAFKA_TLS_*, KAFKA_SASL_*, REDIS_*:
-	// how the backends are reached), then the run's own settings, which win.
-	cmd.Env = append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(env.Brokers, ","),
-		"REDIS_URL="+env.RedisURL,
-		"SOURCES_FILE="+sources,
-		"INGRESS_ADDR="+addr,
-		"ADMIN_ADDR=127.0.0.1:0",
-		"KAFKA_CREATE_TOPICS=true",
-		fmt.Sprintf("TOPIC_PARTITIONS=%d", perf.Partitions),
-		"TOPIC_PREFIX="+prefix,
-		"INSTANCE_ID="+name,
-		"LOG_LEVEL=warn", // info logs every request: the log would measure the disk
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	in := &Ingress{Name: name, Addr: addr, cmd: cmd, log: logf, done: make(chan struct{})}
-	go func() { in.err = cmd.Wait(); close(in.done) }()
+	in := &Ingress{Child: c, Addr: addr}
 	if err := in.waitReady(ctx); err != nil {
 		in.Stop()
 		return nil, err
 	}
 	return in, nil
 }
-
-// Pid is the process id.
-func (in *Ingress) Pid() int { return in.cmd.Process.Pid }
 
 // URL is the base URL of the webhook API.
 func (in *Ingress) URL() string { return "http://" + in.Addr }
@@ -105,7 +83,7 @@ func (in *Ingress) waitReady(ctx context.Context) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: /readyz not 200 within 60s: %s", in.Name, in.tail())
+			return fmt.Errorf("%s: /readyz not 200 within 60s: %s", in.Name, strings.TrimSpace(in.Tail()))
 		}
 		select {
 		case <-ctx.Done():
@@ -115,39 +93,9 @@ func (in *Ingress) waitReady(ctx context.Context) error {
 	}
 }
 
-// Exited reports an exit, with the tail of the process's log.
-func (in *Ingress) Exited() error {
-	select {
-	case <-in.done:
-		return fmt.Errorf("%s exited: %v: %s", in.Name, in.err, in.tail())
-	default:
-		return nil
-	}
-}
-
-func (in *Ingress) tail() string {
-	b, _ := os.ReadFile(in.log.Name())
-	if len(b) > 1500 {
-		b = b[len(b)-1500:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// Kill ends the process at once (it is taking the machine's memory).
-func (in *Ingress) Kill() { in.cmd.Process.Kill() }
-
 // Stop asks the process to shut down: SIGTERM, then SIGKILL after 5 s (the
 // figures are taken by then; its drain is not under test).
-func (in *Ingress) Stop() {
-	defer in.log.Close()
-	in.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-in.done:
-	case <-time.After(5 * time.Second):
-		in.cmd.Process.Kill()
-		<-in.done
-	}
-}
+func (in *Ingress) Stop() { in.StopWithin(5 * time.Second) }
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

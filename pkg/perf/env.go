@@ -209,13 +209,21 @@ type Child struct {
 
 // Start runs the harness executable as role with the service environment vars.
 func (e *Env) Start(role, name string, vars map[string]string) (*Child, error) {
+	return e.StartExe(e.Exe, name, map[string]string{RoleEnv: role}, vars)
+}
+
+// StartExe runs exe as a service process of the run: the harness's own
+// environment (how the backends are reached: KAFKA_TLS_*, KAFKA_SASL_*,
+// REDIS_*), then the run's brokers, Redis, instance and defaults, then each
+// of vars in order, the last word winning. Its output goes to a log named
+// for it in the run's directory.
+func (e *Env) StartExe(exe, name string, vars ...map[string]string) (*Child, error) {
 	logf, err := os.Create(filepath.Join(e.Dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.Exe)
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(),
-		RoleEnv+"="+role,
 		"KAFKA_BROKERS="+strings.Join(e.Brokers, ","),
 		"REDIS_URL="+e.RedisURL,
 		"ADMIN_ADDR=127.0.0.1:0",
@@ -223,8 +231,10 @@ func (e *Env) Start(role, name string, vars map[string]string) (*Child, error) {
 		"LOG_LEVEL=warn",
 		fmt.Sprintf("TOPIC_PARTITIONS=%d", Partitions),
 	)
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	for _, vs := range vars {
+		for k, v := range vs {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -236,6 +246,12 @@ func (e *Env) Start(role, name string, vars map[string]string) (*Child, error) {
 	return c, nil
 }
 
+// Pid is the child's process id.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// Kill ends the child at once.
+func (c *Child) Kill() { c.cmd.Process.Kill() }
+
 // Exited reports an early exit, with the tail of the child's log.
 func (c *Child) Exited() error {
 	select {
@@ -245,6 +261,9 @@ func (c *Child) Exited() error {
 		return nil
 	}
 }
+
+// Tail is the end of the child's log.
+func (c *Child) Tail() string { return c.tail() }
 
 func (c *Child) tail() string {
 	b, _ := os.ReadFile(c.log.Name())
@@ -259,13 +278,16 @@ func (c *Child) tail() string {
 // it stops. Not rusage's Maxrss: the child is forked from the harness, and
 // Linux carries the harness's own high-water mark (kfake holding the whole
 // backlog) across the exec into the child's Maxrss.
-func (c *Child) Stop() (int64, error) {
+func (c *Child) Stop() (int64, error) { return c.StopWithin(20 * time.Second) }
+
+// StopWithin is Stop with grace before the SIGKILL.
+func (c *Child) StopWithin(grace time.Duration) (int64, error) {
 	defer c.log.Close()
 	hwm, hwmErr := vmHWM(c.cmd.Process.Pid)
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-c.done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(grace):
 		c.cmd.Process.Kill()
 		<-c.done
 	}
