@@ -8,10 +8,8 @@ package identityfeed
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +27,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 )
@@ -104,7 +103,7 @@ type problem struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rid := requestID(r)
+	rid := ingress.RequestID(r)
 	w.Header().Set("X-Request-Id", rid)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -446,13 +445,4 @@ func (h *handler) fail(w http.ResponseWriter, source, rid string, p *problem) {
 	h.cfg.Log.Info("identities refused", zap.String("source", source), zap.String("request_id", rid),
 		zap.Int("status", p.status), zap.String("reason", heap.RedactAddresses(p.msg)))
 	writeJSON(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
-}
-
-func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 {
-		return id
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

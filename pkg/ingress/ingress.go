@@ -139,9 +139,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// requestID is the caller's X-Request-Id when it is a plain token (it is
-// echoed, logged and written to Kafka headers), else a new one.
-func requestID(r *http.Request) string {
+// RequestID is the caller's X-Request-Id when it is a plain token (it is
+// echoed, logged and written to Kafka headers), else a new one. Every
+// handler of the public listener takes its request id here.
+func RequestID(r *http.Request) string {
 	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
 		return id
 	}
@@ -186,7 +187,7 @@ func (h *handler) listValidate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) listPost(w http.ResponseWriter, r *http.Request) {
-	rid := requestID(r)
+	rid := RequestID(r)
 	w.Header().Set("X-Request-Id", rid)
 	src, p := h.listSource(r)
 	if p != nil {

@@ -42,7 +42,7 @@ func (h *handler) mandrillHead(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 	const kind = mailchimp.KindMandrillEvent
-	rid := requestID(r)
+	rid := RequestID(r)
 	w.Header().Set("X-Request-Id", rid)
 	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
 	if !ok || src.MandrillWebhookKey == "" {
