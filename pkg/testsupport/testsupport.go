@@ -1,0 +1,22 @@
+// Package testsupport holds what the pipeline's tests share: polling for a
+// condition, and (in its other files) starting the stack and child roles.
+// Only tests import it.
+package testsupport
+
+import (
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond every 10 ms until it is true, failing t with what
+// after within.
+func WaitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
