@@ -17,7 +17,7 @@ import (
 )
 
 // Env holds every process setting. Each field's env tag is the variable name;
-// the README documents them all.
+// docs/CONFIGURATION.md documents them all.
 type Env struct {
 	IngressAddr string `env:"INGRESS_ADDR" envDefault:":8080"`
 	// IngressMaxConns bounds ingress's open connections; IngressMaxInflight

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Heap event names (DESIGN.md §5), exactly as Heap's own source names them.
+// Heap event names (docs/ARCHITECTURE.md §8), exactly as Heap's own source names them.
 const (
 	NameOpen   = "Open Email"
 	NameClick  = "Click Email Link"

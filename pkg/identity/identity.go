@@ -35,9 +35,8 @@ func (s *Store) Resolve(ctx context.Context, app string, emailKeys []string) (ma
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
 		return s.resolveEach(ctx, app, emailKeys, out)
 	}
-	// One MGET a chunk rather than a GET a key: a batch's lookups were
-	// ~20% of the mapper's transform time, most of it per-command work in
-	// the client and the server. MGET answers nil for a missing key and for
+	// One MGET a chunk rather than a GET a key: per-command work in the
+	// client and the server dominates a batch's lookups. MGET answers nil for a missing key and for
 	// a key of another type, where GET answered nil or an error: absent
 	// either way.
 	cmds := make([]*redis.SliceCmd, 0, (len(emailKeys)+mgetChunk-1)/mgetChunk)

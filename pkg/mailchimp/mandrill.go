@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Mandrill limits and constants (DESIGN.md §2).
+// Mandrill limits and constants (docs/ARCHITECTURE.md §6.3).
 const (
 	MandrillMaxBatch      = 1000
 	MandrillEventsField   = "mandrill_events"
