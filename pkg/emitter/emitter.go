@@ -34,7 +34,7 @@ import (
 
 // Tracker sends one bulk request.
 type Tracker interface {
-	Track(ctx context.Context, baseURL, appID string, evs []heap.Event) error
+	TrackEncoded(ctx context.Context, baseURL, appID string, evs [][]byte) error
 }
 
 // Pacer takes n events of an app's per-minute budget and says how long to
@@ -663,7 +663,7 @@ func (l *loop) work(ctx context.Context, q *queue) {
 	var stages sync.WaitGroup
 	stages.Go(func() {
 		defer close(sent)
-		var evs []heap.Event // each request's, reused
+		var evs [][]byte // each request's, reused
 		for p := range ready {
 			s, ok := l.deliver(ctx, q.key, p.items, &evs)
 			if !ok {
@@ -925,7 +925,7 @@ func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
 			return true
 		}
 		hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
-		sc.props = hev.Props[:0]
+		sc.props = hev.Properties[:0]
 		n := len(buf)
 		if buf, err = heap.AppendEvent(buf, hev); err != nil {
 			buf = buf[:n]
@@ -979,7 +979,7 @@ type sentBatch struct {
 
 // deliver paces a prepared batch and sends it to Heap. It returns false
 // only when ctx ended first.
-func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item, evs *[]heap.Event) (sentBatch, bool) {
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item, evs *[][]byte) (sentBatch, bool) {
 	if !l.pace(ctx, k, batch[0].src, batch) {
 		return sentBatch{}, false
 	}
@@ -1162,17 +1162,17 @@ type deadItem struct {
 // delivered items and the dead letters, or ctx's error. It builds each
 // request's events in scratch, whose array it reuses: Track is done with
 // them when it returns.
-func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]heap.Event) ([]*item, []deadItem, error) {
+func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[][]byte) ([]*item, []deadItem, error) {
 	evs := (*scratch)[:0]
 	for _, it := range items {
-		evs = append(evs, heap.Event{JSON: it.json})
+		evs = append(evs, it.json)
 	}
 	*scratch = evs
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 200 * time.Millisecond
 	bo.MaxInterval = l.cfg.MaxBackoff
 	for {
-		err := l.cfg.Heap.Track(ctx, k.url, k.app, evs)
+		err := l.cfg.Heap.TrackEncoded(ctx, k.url, k.app, evs)
 		switch {
 		case err == nil:
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "ok")
@@ -1248,7 +1248,7 @@ func heapEvent(props []heap.Property, e events.Event, ts []byte) heap.Event {
 		Identity:       e.Identity,
 		Event:          e.Name,
 		Timestamp:      tss,
-		Props:          props,
+		Properties:     props,
 		IdempotencyKey: e.ID,
 	}
 }

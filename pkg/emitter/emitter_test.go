@@ -33,10 +33,10 @@ func TestHeapEvent(t *testing.T) {
 		got.Timestamp != "2026-10-02T15:02:11.000Z" {
 		t.Fatalf("%+v", got)
 	}
-	if !slices.IsSortedFunc(got.Props, func(a, b heap.Property) int { return strings.Compare(a.Key, b.Key) }) {
-		t.Errorf("properties not in key order: %v", got.Props)
+	if !slices.IsSortedFunc(got.Properties, func(a, b heap.Property) int { return strings.Compare(a.Key, b.Key) }) {
+		t.Errorf("properties not in key order: %v", got.Properties)
 	}
-	props := got.PropertyMap()
+	props := heaptest.EventOf(got).Properties
 	want := map[string]string{"Campaign ID": "c1", "List ID": "l1", "IP": "192.0.2.44",
 		"Time": "2026-10-02T15:02:11.000Z", "URL": "https://x.example/?a=1&b=2"}
 	for k, v := range want {
@@ -270,7 +270,7 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 // dead-lettered).
 func TestEmitterHidesHeapAnswers(t *testing.T) {
 	const addr = "poison.person@example.com"
-	h := newHarness(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+	h := newHarness(t, heaptest.FaultFunc(func(req heaptest.Request) *heaptest.Fault {
 		for _, e := range req.Events {
 			if e.Identity == addr {
 				return &heaptest.Fault{Status: 400, Body: `{"error":"events[0]: identity \"` + addr + `\" is not allowed"}`}

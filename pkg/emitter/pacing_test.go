@@ -10,7 +10,6 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
@@ -53,7 +52,7 @@ func acmeDown(t *testing.T, partitions int32) (*harness, *atomic.Bool) {
 	down := new(atomic.Bool)
 	down.Store(true)
 	var h *harness
-	h = newHarnessOf(t, partitions, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+	h = newHarnessOf(t, partitions, heaptest.FaultFunc(func(req heaptest.Request) *heaptest.Fault {
 		if down.Load() && req.AppID == h.prefix+"app" {
 			return &heaptest.Fault{Status: 503}
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/eventstest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
@@ -127,10 +128,10 @@ func TestEmitterReadsOtherVersions(t *testing.T) {
 			}
 			got := map[string]map[string]any{}
 			for _, a := range h.sink.Accepted() {
-				got[a.IdempotencyKey] = a.PropertyMap()
+				got[a.IdempotencyKey] = a.Properties
 			}
 			for _, e := range evs[:len(evs)-1] {
-				if diff := cmp.Diff(emitter.HeapEvent(e).PropertyMap(), got[e.ID]); diff != "" {
+				if diff := cmp.Diff(heaptest.EventOf(emitter.HeapEvent(e)).Properties, got[e.ID]); diff != "" {
 					t.Errorf("%s in Heap (-want +got):\n%s", e.ID, diff)
 				}
 			}

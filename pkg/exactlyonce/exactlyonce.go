@@ -11,7 +11,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 )
 
@@ -41,10 +41,10 @@ func Expected(sources *config.Sources, inputs []Input) (map[string]events.Event,
 	return out, nil
 }
 
-// Delivered is one event Heap kept.
+// Delivered is one event Heap kept, as the stand-in received it.
 type Delivered struct {
 	AppID string
-	heap.Event
+	heaptest.Event
 }
 
 // DeadLetter is one event in a dead-letter topic.

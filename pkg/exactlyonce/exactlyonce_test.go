@@ -5,14 +5,14 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 )
 
 // TestCheck: the checker itself catches each kind of violation.
 func TestCheck(t *testing.T) {
 	exp := map[string]events.Event{"a": {ID: "a"}, "b": {ID: "b"}, "c": {ID: "c"}}
 	d := func(key, identity string) exactlyonce.Delivered {
-		return exactlyonce.Delivered{AppID: "app", Event: heap.Event{IdempotencyKey: key, Identity: identity, Event: "Open Email"}}
+		return exactlyonce.Delivered{AppID: "app", Event: heaptest.Event{IdempotencyKey: key, Identity: identity, Event: "Open Email"}}
 	}
 	cases := []struct {
 		name      string

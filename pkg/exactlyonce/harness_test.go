@@ -25,7 +25,6 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
@@ -409,7 +408,7 @@ func run(t *testing.T, sc scenario) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var rngMu sync.Mutex
 	sink := heaptest.NewServer(t,
-		heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+		heaptest.FaultFunc(func(req heaptest.Request) *heaptest.Fault {
 			for _, e := range req.Events {
 				if sc.poison && e.Identity == poisonEmail {
 					return &heaptest.Fault{Status: 400, Body: `{"error":"identity refused"}`}
@@ -434,7 +433,7 @@ func run(t *testing.T, sc scenario) {
 			}
 			return nil
 		}),
-		heaptest.OnAccept(func(string, []heap.Event) {
+		heaptest.OnAccept(func(string, []heaptest.Event) {
 			// Kill the emitter after Heap kept a batch and before its 2xx
 			// reaches it: the offsets of that batch are not committed.
 			if requests.Add(1)%5 == 0 && emitterKillsLeft.Add(-1) >= 0 {

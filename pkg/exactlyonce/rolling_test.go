@@ -261,11 +261,11 @@ func rollingUpgrade(t *testing.T, oldRel, newRel string, withRegistry bool) {
 		if e.Identity == "" {
 			e.Identity = ad.identityOf(e)
 		}
-		want := emitter.HeapEvent(e)
+		want := heaptest.EventOf(emitter.HeapEvent(e))
 		got := a.Event
 		if d := cmp.Diff(
-			[]any{want.Identity, want.Event, want.Timestamp, want.PropertyMap()},
-			[]any{got.Identity, got.Event, got.Timestamp, got.PropertyMap()}); d != "" {
+			[]any{want.Identity, want.Event, want.Timestamp, want.Properties},
+			[]any{got.Identity, got.Event, got.Timestamp, got.Properties}); d != "" {
 			if propsDiffer == 0 {
 				firstDiff = fmt.Sprintf("event %s (heap.events written as %s):\n%s", a.IdempotencyKey, tally.eventWriter(a.IdempotencyKey), d)
 			}

@@ -4,14 +4,11 @@ package heap
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,44 +31,24 @@ const (
 	maxErrorBodyBytes = 4096
 )
 
-// Event is one event of a bulk track request.
+// Event is one event of a bulk track request. Client.Track encodes it
+// (AppendEvent); so does json.Marshal.
 type Event struct {
-	Identity       string         `json:"identity"`
-	Event          string         `json:"event"`
-	Timestamp      string         `json:"timestamp,omitempty"`
-	Properties     map[string]any `json:"properties,omitempty"`
-	IdempotencyKey string         `json:"idempotency_key,omitempty"`
-	// Props are string properties in key order, sent as "properties" when
-	// Properties is empty: what the emitter builds for every event, without
-	// a map and an interface value a property. Only Client.Track writes
-	// them (encoding/json does not); PropertyMap reads both.
-	Props []Property `json:"-"`
-	// JSON, when set, is the whole event as AppendEvent wrote it, and what
-	// Client.Track sends: the emitter encodes a request's events into one
-	// reused buffer when it prepares the request.
-	JSON []byte `json:"-"`
+	Identity  string
+	Event     string
+	Timestamp string // AppendTimestamp's; empty: Heap takes the time it receives the event
+	// Properties are sent as the event's "properties" object, in strictly
+	// increasing key order: the order encoding/json gives a map's keys, so
+	// the body is what it would write for them (AppendEvent refuses others).
+	Properties     []Property
+	IdempotencyKey string
 }
 
 // Property is one string property.
 type Property struct{ Key, Value string }
 
-// PropertyMap is the event's properties as one map: Properties, or Props.
-func (e Event) PropertyMap() map[string]any {
-	if len(e.Properties) > 0 || len(e.Props) == 0 {
-		return e.Properties
-	}
-	m := make(map[string]any, len(e.Props))
-	for _, p := range e.Props {
-		m[p.Key] = p.Value
-	}
-	return m
-}
-
-// TrackRequest is the bulk track body.
-type TrackRequest struct {
-	AppID  string  `json:"app_id"`
-	Events []Event `json:"events"`
-}
+// MarshalJSON is AppendEvent's encoding.
+func (e Event) MarshalJSON() ([]byte, error) { return AppendEvent(nil, e) }
 
 // AppendTimestamp appends t as Heap's ISO 8601 timestamp to b. It writes
 // the digits itself for years 0-9999: Format was 4% of the emitter's CPU.
@@ -116,63 +93,27 @@ func Truncate(s string) string {
 	return s
 }
 
-// StatusError is a non-2xx answer from Heap. Heap's answers may quote the
-// request (an identity that is an email address, a property value), and
-// errors end up in logs and dead-letter reasons, so Error shows the answer
-// redacted and cut short, with a digest of the whole.
-type StatusError struct {
-	Status     int
-	RetryAfter time.Duration // zero when Heap sent none
-	// Body is Heap's answer, trimmed, at most 4 KiB, for code that inspects
-	// it. It may quote the request: log or store Error, never Body.
-	Body string
-}
-
-// Error is `heap: 400 Bad Request: {"error":"identity [address] blocked"}
-// (body sha256:1a2b3c4d, 182 bytes)`: the answer redacted and cut short
-// (operators select dead letters by its words), the digest of the whole
-// redacted answer (the same refusal, whoever it quoted, has the same one,
-// however long) and the answer's size.
-func (e *StatusError) Error() string {
-	s := "heap: " + strconv.Itoa(e.Status)
-	if text := http.StatusText(e.Status); text != "" {
-		s += " " + text
-	}
-	if e.Body == "" {
-		return s + " (empty body)"
-	}
-	redacted := RedactAddresses(e.Body)
-	sum := sha256.Sum256([]byte(redacted))
-	return fmt.Sprintf("%s: %s (body sha256:%x, %d bytes)", s, oneLine(redacted), sum[:4], len(e.Body))
-}
-
 // ErrRejected marks an answer that retrying the same batch cannot change
 // (400 and other 4xx but 408 and 429), or a batch Track refuses to send (over
-// MaxBatch, or not encodable as JSON): split the batch to isolate the bad event.
-var ErrRejected = errors.New("heap rejected the request")
-
-// Is makes errors.Is(err, ErrRejected) true for permanent status errors.
-func (e *StatusError) Is(target error) bool {
-	return target == ErrRejected && e.Status >= 400 && e.Status < 500 &&
-		e.Status != http.StatusTooManyRequests && e.Status != http.StatusRequestTimeout
-}
+// MaxBatch, or not encodable): split the batch to isolate the bad event.
+// Heap's answers are *retryafter.StatusError, their Class ErrRejected when
+// permanent.
+var ErrRejected = retryafter.Permanent("heap rejected the request")
 
 // Retryable reports whether err may succeed on a later try: 429, 5xx,
 // timeouts and transport failures. Cancellation of ctx is not retryable.
-func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrRejected) {
-		return false
-	}
-	return true
-}
+func Retryable(err error) bool { return retryafter.Retryable(err) }
 
 // RetryAfter returns the wait Heap asked for, if any.
-func RetryAfter(err error) time.Duration {
-	var se *StatusError
-	if errors.As(err, &se) {
-		return se.RetryAfter
+func RetryAfter(err error) time.Duration { return retryafter.Of(err) }
+
+// classify is Heap's answer with its Class: ErrRejected for 4xx but 408 and
+// 429, which retrying the same request cannot change.
+func classify(se *retryafter.StatusError) *retryafter.StatusError {
+	if se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests && se.Status != http.StatusRequestTimeout {
+		se.Class = ErrRejected
 	}
-	return 0
+	return se
 }
 
 // defaultHTTP keeps a connection per concurrent sender alive: the emitter
@@ -196,28 +137,54 @@ type Client struct {
 
 // Track sends one bulk request of at most MaxBatch events to baseURL.
 func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	if len(evs) > MaxBatch {
-		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, len(evs), MaxBatch, ErrRejected)
+	if err := checkBatch(appID, len(evs)); err != nil || len(evs) == 0 {
+		return err
 	}
 	buf := newBodyBuf()
-	defer buf.release() // after Do: a redirect or retry takes a new reader (GetBody) until then
+	defer buf.release() // after send: a redirect or retry takes a new reader (GetBody) until then
 	var err error
 	if buf.b, err = appendTrackRequest(slices.Grow(buf.b[:0], trackRequestSize(appID, evs)), appID, evs); err != nil {
 		return fmt.Errorf("heap track app %s: %w: %w", appID, ErrRejected, err)
 	}
+	return c.send(ctx, baseURL, TrackPath, "track", appID, buf)
+}
+
+// TrackEncoded is Track for events encoded ahead, each as AppendEvent wrote
+// it: the emitter encodes a request's events into one reused buffer when it
+// prepares the request, and this copies them into the body as they are.
+func (c *Client) TrackEncoded(ctx context.Context, baseURL, appID string, evs [][]byte) error {
+	if err := checkBatch(appID, len(evs)); err != nil || len(evs) == 0 {
+		return err
+	}
+	buf := newBodyBuf()
+	defer buf.release()
+	buf.b = appendEncodedRequest(slices.Grow(buf.b[:0], encodedRequestSize(appID, evs)), appID, evs)
+	return c.send(ctx, baseURL, TrackPath, "track", appID, buf)
+}
+
+// checkBatch refuses a batch of n events over MaxBatch.
+func checkBatch(appID string, n int) error {
+	if n > MaxBatch {
+		return fmt.Errorf("heap track app %s: %d events over the %d limit: %w", appID, n, MaxBatch, ErrRejected)
+	}
+	return nil
+}
+
+// send posts buf to baseURL+path, the one way every request goes to Heap:
+// bounded by Timeout, buf reused only once the transport is done with it,
+// a non-2xx answer a classified *retryafter.StatusError. op and appID
+// label errors.
+func (c *Client) send(ctx context.Context, baseURL, path, op, appID string, buf *bodyBuf) error {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
 	body := buf.reader()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+TrackPath, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+path, body)
 	if err != nil {
 		body.Close()
-		return fmt.Errorf("heap track app %s: %w", appID, err)
+		return fmt.Errorf("heap %s app %s: %w", op, appID, err)
 	}
 	req.ContentLength = int64(len(buf.b))
 	req.GetBody = func() (io.ReadCloser, error) { return buf.reader(), nil }
@@ -228,21 +195,17 @@ func (c *Client) Track(ctx context.Context, baseURL, appID string, evs []Event) 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("heap track app %s: %w", appID, err)
+		return fmt.Errorf("heap %s app %s: %w", op, appID, err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
 	if resp.StatusCode/100 == 2 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBodyBytes)) // the connection is kept for the next request
 		return nil
 	}
-	return fmt.Errorf("heap track app %s: %w", appID, &StatusError{
-		Status:     resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-		Body:       strings.TrimSpace(string(msg)),
-	})
+	return fmt.Errorf("heap %s app %s: %w", op, appID, classify(retryafter.Read("heap", resp, maxErrorBodyBytes)))
 }
 
-// bodyBuf is a request body's bytes, reused once Track and every reader of
+// bodyBuf is a request body's bytes, reused once send and every reader of
 // them are done: the transport may still be reading (or, over HTTP/2,
 // cancelling) a body after Do returned.
 type bodyBuf struct {
@@ -303,8 +266,6 @@ func (b *body) Close() error {
 	return nil
 }
 
-func parseRetryAfter(v string, now time.Time) time.Duration { return retryafter.Parse(v, now) }
-
 // add_user_properties (DESIGN.md §3): single {app_id, identity, properties}
 // or bulk {app_id, users: [{identity, properties}]} of at most MaxBatch users,
 // 30 requests per 30 s per identity.
@@ -330,8 +291,8 @@ type UserPropertiesRequest struct {
 // AddUserProperties posts body, a complete add_user_properties request in
 // either shape, to baseURL unchanged: the identity feed forwards the request
 // it validated, encoded again. appID only labels errors. Errors are
-// classified like Track's: *StatusError, ErrRejected for 4xx but 408 and
-// 429, Retryable for the rest, RetryAfter for Heap's wait.
+// classified as Track's: a *retryafter.StatusError, ErrRejected for 4xx but
+// 408 and 429, Retryable for the rest, RetryAfter for Heap's wait.
 func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, body []byte) error {
 	if len(body) > maxUserPropertiesBodyBytes {
 		return fmt.Errorf("heap add_user_properties app %s: body of %d bytes: %w", appID, len(body), ErrRejected)
@@ -339,32 +300,8 @@ func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, b
 	if !json.Valid(body) {
 		return fmt.Errorf("heap add_user_properties app %s: body is not JSON: %w", appID, ErrRejected)
 	}
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+UserPropertiesPath, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("heap add_user_properties app %s: %w", appID, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	hc := c.HTTP
-	if hc == nil {
-		hc = defaultHTTP
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("heap add_user_properties app %s: %w", appID, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
-	return fmt.Errorf("heap add_user_properties app %s: %w", appID, &StatusError{
-		Status:     resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-		Body:       strings.TrimSpace(string(msg)),
-	})
+	buf := newBodyBuf()
+	defer buf.release()
+	buf.b = append(buf.b[:0], body...)
+	return c.send(ctx, baseURL, UserPropertiesPath, "add_user_properties", appID, buf)
 }

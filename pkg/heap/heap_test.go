@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 func TestTruncate(t *testing.T) {
@@ -102,37 +103,6 @@ func FuzzTimestamp(f *testing.F) {
 	})
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		name string
-		in   string
-		want time.Duration
-	}{
-		{"absent", "", 0},
-		{"seconds", "7", 7 * time.Second},
-		{"seconds with spaces", " 7 ", 7 * time.Second},
-		{"zero seconds", "0", 0},
-		{"large seconds", "3600", time.Hour},
-		{"negative seconds", "-5", 0},
-		{"fractional seconds", "1.5", 0},
-		{"garbage", "soon", 0},
-		{"http-date in the future", now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
-		{"rfc850 date in the future", now.Add(2 * time.Minute).Format(time.RFC850), 2 * time.Minute},
-		{"ansi c date in the future", now.Add(90 * time.Second).Format(time.ANSIC), 90 * time.Second},
-		{"http-date now", now.Format(http.TimeFormat), 0},
-		{"http-date in the past", now.Add(-time.Hour).Format(http.TimeFormat), 0},
-		{"malformed date", "Thu, 02 Jan 2025 99:04:05 GMT", 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := parseRetryAfter(tt.in, now); got != tt.want {
-				t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
 // captured is one request as a test server saw it.
 type captured struct {
 	Method, Path, ContentType string
@@ -145,7 +115,7 @@ func TestTrackRequestShape(t *testing.T) {
 			Identity:       "a@example.com",
 			Event:          "Email Opened",
 			Timestamp:      "2024-03-05T07:08:09.123Z",
-			Properties:     map[string]any{"campaign": "spring", "count": 3},
+			Properties:     []Property{{"campaign", "spring"}, {"count", "3"}},
 			IdempotencyKey: "k1",
 		},
 		{Identity: "b@example.com", Event: "Email Clicked"},
@@ -161,7 +131,7 @@ func TestTrackRequestShape(t *testing.T) {
 					"identity":        "a@example.com",
 					"event":           "Email Opened",
 					"timestamp":       "2024-03-05T07:08:09.123Z",
-					"properties":      map[string]any{"campaign": "spring", "count": float64(3)},
+					"properties":      map[string]any{"campaign": "spring", "count": "3"},
 					"idempotency_key": "k1",
 				},
 				map[string]any{"identity": "b@example.com", "event": "Email Clicked"},
@@ -183,7 +153,19 @@ func TestTrackRequestShape(t *testing.T) {
 			if err := c.Track(context.Background(), srv.URL+suffix, "12345", evs); err != nil {
 				t.Fatalf("Track: %v", err)
 			}
-			if diff := cmp.Diff([]captured{want}, got); diff != "" {
+			// The same events encoded ahead: the same request.
+			var encoded [][]byte
+			for _, e := range evs {
+				b, err := AppendEvent(nil, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				encoded = append(encoded, b)
+			}
+			if err := c.TrackEncoded(context.Background(), srv.URL+suffix, "12345", encoded); err != nil {
+				t.Fatalf("TrackEncoded: %v", err)
+			}
+			if diff := cmp.Diff([]captured{want, want}, got); diff != "" {
 				t.Errorf("requests (-want +got):\n%s", diff)
 			}
 		})
@@ -227,21 +209,30 @@ func TestTrackBatchSize(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, n := countingServer(t)
 			c := &Client{HTTP: srv.Client()}
-			err := c.Track(context.Background(), srv.URL, "1", tt.evs)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Track: err = %v, want error %v", err, tt.wantErr)
+			var encoded [][]byte
+			for _, e := range tt.evs {
+				b, _ := AppendEvent(nil, e)
+				encoded = append(encoded, b)
 			}
-			if err != nil {
-				// Resending the same batch cannot help: the caller must split it.
-				if Retryable(err) {
-					t.Errorf("Retryable(%v) = true, want false", err)
+			for name, err := range map[string]error{
+				"Track":        c.Track(context.Background(), srv.URL, "1", tt.evs),
+				"TrackEncoded": c.TrackEncoded(context.Background(), srv.URL, "1", encoded),
+			} {
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("%s: err = %v, want error %v", name, err, tt.wantErr)
 				}
-				if !errors.Is(err, ErrRejected) {
-					t.Errorf("errors.Is(%v, ErrRejected) = false, want true", err)
+				if err != nil {
+					// Resending the same batch cannot help: the caller must split it.
+					if Retryable(err) {
+						t.Errorf("Retryable(%v) = true, want false", err)
+					}
+					if !errors.Is(err, ErrRejected) {
+						t.Errorf("errors.Is(%v, ErrRejected) = false, want true", err)
+					}
 				}
 			}
-			if got := n.Load(); got != tt.wantRequests {
-				t.Errorf("server saw %d requests, want %d", got, tt.wantRequests)
+			if got := n.Load(); got != 2*tt.wantRequests {
+				t.Errorf("server saw %d requests, want %d", got, 2*tt.wantRequests)
 			}
 		})
 	}
@@ -250,13 +241,13 @@ func TestTrackBatchSize(t *testing.T) {
 func TestTrackUnencodableEvent(t *testing.T) {
 	srv, n := countingServer(t)
 	c := &Client{HTTP: srv.Client()}
-	evs := []Event{{Identity: "a", Event: "e", Properties: map[string]any{"score": math.NaN()}}}
+	evs := []Event{{Identity: "a", Event: "e", Properties: []Property{{"score", "1"}, {"score", "2"}}}}
 	err := c.Track(context.Background(), srv.URL, "1", evs)
 	if err == nil {
-		t.Fatal("Track with a NaN property: err = nil, want an error")
+		t.Fatal("Track with a property twice: err = nil, want an error")
 	}
 	if Retryable(err) || !errors.Is(err, ErrRejected) {
-		t.Errorf("Track with a NaN property: Retryable = %v, ErrRejected = %v; want false, true", Retryable(err), errors.Is(err, ErrRejected))
+		t.Errorf("Track with a property twice: Retryable = %v, ErrRejected = %v; want false, true", Retryable(err), errors.Is(err, ErrRejected))
 	}
 	if got := n.Load(); got != 0 {
 		t.Errorf("server saw %d requests, want 0", got)
@@ -319,9 +310,9 @@ func TestTrackStatus(t *testing.T) {
 			if !tt.wantErr {
 				return
 			}
-			var se *StatusError
+			var se *retryafter.StatusError
 			if !errors.As(err, &se) {
-				t.Fatalf("errors.As(%v, *StatusError) = false", err)
+				t.Fatalf("errors.As(%v, *retryafter.StatusError) = false", err)
 			}
 			if se.Status != tt.status || se.Body != strings.TrimSpace(tt.body) {
 				t.Errorf("StatusError = {%d, %q}, want {%d, %q}", se.Status, se.Body, tt.status, strings.TrimSpace(tt.body))
@@ -340,9 +331,9 @@ func TestTrackErrorBodyBounded(t *testing.T) {
 	}))
 	defer srv.Close()
 	err := (&Client{HTTP: srv.Client()}).Track(context.Background(), srv.URL, "1", events(1))
-	var se *StatusError
+	var se *retryafter.StatusError
 	if !errors.As(err, &se) {
-		t.Fatalf("Track: err = %v, want a *StatusError", err)
+		t.Fatalf("Track: err = %v, want a *retryafter.StatusError", err)
 	}
 	if len(se.Body) > maxErrorBodyBytes {
 		t.Errorf("StatusError.Body is %d bytes, want at most %d", len(se.Body), maxErrorBodyBytes)
@@ -392,7 +383,7 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 				if errors.Is(err, ErrRejected) != c.wantRejected || Retryable(err) != c.retryable {
 					t.Errorf("%s: rejected %v retryable %v, want %v %v", name, errors.Is(err, ErrRejected), Retryable(err), c.wantRejected, c.retryable)
 				}
-				var se *StatusError
+				var se *retryafter.StatusError
 				if !errors.As(err, &se) || se.Body != c.body {
 					t.Errorf("%s: StatusError.Body %q, want Heap's answer %q for inspection", name, se.Body, c.body)
 				}
@@ -402,9 +393,9 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 	// The same refusal has the same digest whoever it quotes (the digest is
 	// of the redacted answer: it confirms no guessed address); another
 	// refusal has another.
-	a := (&StatusError{Status: 400, Body: body}).Error()
-	b := (&StatusError{Status: 400, Body: strings.Replace(body, "alice", "bob", 1)}).Error()
-	d := (&StatusError{Status: 400, Body: strings.Replace(body, "refused", "blocked", 1)}).Error()
+	a := (&retryafter.StatusError{API: "heap", Status: 400, Body: body}).Error()
+	b := (&retryafter.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "alice", "bob", 1)}).Error()
+	d := (&retryafter.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "refused", "blocked", 1)}).Error()
 	digest := func(s string) string {
 		_, d, _ := strings.Cut(s, "sha256:")
 		return d[:8]
@@ -413,7 +404,7 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 		t.Errorf("digests: %q, %q, %q: want the first two equal, the third different", a, b, d)
 	}
 	// A long answer is cut; one line whatever Heap sent.
-	long := (&StatusError{Status: 400, Body: "line one\n\tline two " + strings.Repeat("x", 4000)}).Error()
+	long := (&retryafter.StatusError{API: "heap", Status: 400, Body: "line one\n\tline two " + strings.Repeat("x", 4000)}).Error()
 	if !strings.Contains(long, ": line one line two xxx") || !strings.Contains(long, "x… (body sha256:") ||
 		strings.ContainsAny(long, "\n\t") || utf8.RuneCountInString(long) > 300 {
 		t.Errorf("long answer shown as %q", long)
@@ -542,6 +533,14 @@ func TestRetryableNil(t *testing.T) {
 	}
 }
 
+// sentRequest is what the tests' servers read of a bulk body.
+type sentRequest struct {
+	AppID  string `json:"app_id"`
+	Events []struct {
+		Identity string `json:"identity"`
+	} `json:"events"`
+}
+
 // TestTrackBodiesNotSharedEarly: request buffers are reused, but only once
 // the transport is done with them. The server answers requests with a 400
 // before reading their bodies, so the transport may still be writing one
@@ -563,7 +562,7 @@ func TestTrackBodiesNotSharedEarly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var bad, n atomic.Int64
 			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var req TrackRequest
+				var req sentRequest
 				if n.Add(1)%tt.early == 0 {
 					r.Body.Read(make([]byte, 1000)) // the upload is under way
 					w.WriteHeader(http.StatusBadRequest)
@@ -591,12 +590,17 @@ func TestTrackBodiesNotSharedEarly(t *testing.T) {
 			for g := range 8 {
 				wg.Go(func() {
 					app := strconv.Itoa(g)
-					evs := make([]Event, MaxBatch)
+					evs, encoded := make([]Event, MaxBatch), make([][]byte, MaxBatch)
 					for i := range evs {
-						evs[i] = Event{Identity: app + "-" + strconv.Itoa(i), Event: "e", Props: []Property{{"p", strings.Repeat("v", 900)}}}
+						evs[i] = Event{Identity: app + "-" + strconv.Itoa(i), Event: "e", Properties: []Property{{"p", strings.Repeat("v", 900)}}}
+						encoded[i], _ = AppendEvent(nil, evs[i])
 					}
-					for range tt.reqs {
-						c.Track(context.Background(), srv.URL, app, evs) // the early ones fail: 400
+					for i := range tt.reqs { // the early ones fail: 400
+						if i%2 == 0 {
+							c.Track(context.Background(), srv.URL, app, evs)
+						} else {
+							c.TrackEncoded(context.Background(), srv.URL, app, encoded)
+						}
 					}
 				})
 			}
@@ -616,7 +620,7 @@ func TestTrackFollowsRedirect(t *testing.T) {
 			http.Redirect(w, r, "/moved"+TrackPath, http.StatusTemporaryRedirect)
 			return
 		}
-		var req TrackRequest
+		var req sentRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err == nil {
 			got.Add(int64(len(req.Events)))
 		}

@@ -26,10 +26,12 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 // Path is the feed's route.
@@ -38,12 +40,6 @@ const Path = "/v1/identities"
 // MaxBody bounds a request body: 1000 users with a few properties of under
 // 1024 characters each stay far below it.
 const MaxBody = 16 << 20
-
-// Publisher writes records durably; it returns once every record is
-// acknowledged or one failed (ingress.KafkaPublisher is one).
-type Publisher interface {
-	Publish(ctx context.Context, recs ...*kgo.Record) error
-}
 
 // Config is what the handler needs.
 type Config struct {
@@ -61,11 +57,11 @@ type Config struct {
 
 type handler struct {
 	cfg Config
-	pub Publisher
+	pub kafka.Publisher
 }
 
 // NewHandler returns the POST /v1/identities handler. Mount it at Path.
-func NewHandler(cfg Config, pub Publisher) http.Handler {
+func NewHandler(cfg Config, pub kafka.Publisher) http.Handler {
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
@@ -174,14 +170,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	resp.Recorded = len(recs)
 	if src.ForwardIdentities {
 		if status := h.forward(r.Context(), w, src, req, rid, &resp); status != 0 {
-			writeJSON(w, status, resp)
+			httpjson.Write(w, status, resp)
 			return
 		}
 	}
 	h.cfg.Log.Info("identities accepted", zap.String("source", src.ID), zap.String("request_id", rid),
 		zap.Int("users", len(req.users)), zap.Int("recorded", resp.Recorded), zap.Int("skipped", len(resp.Skipped)),
 		zap.Bool("forwarded", resp.Forwarded))
-	writeJSON(w, http.StatusOK, resp)
+	httpjson.Write(w, http.StatusOK, resp)
 }
 
 // forward sends req to Heap once the mappings are recorded: the request
@@ -203,7 +199,7 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config
 	}
 	// Heap's answer body is not logged: it may quote the caller's values.
 	// StatusError.Error, which redacts it, is what the caller is told.
-	var se *heap.StatusError
+	var se *retryafter.StatusError
 	heapStatus := 0
 	if errors.As(err, &se) {
 		heapStatus = se.Status
@@ -232,7 +228,7 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config
 // heapReason is what the caller is told of Heap's failure: its status and
 // its answer with addresses redacted (StatusError.Error), or why there is none.
 func heapReason(err error) string {
-	var se *heap.StatusError
+	var se *retryafter.StatusError
 	switch {
 	case errors.As(err, &se):
 		return se.Error()
@@ -348,8 +344,8 @@ func parse(body []byte, src config.Source) (request, *problem) {
 			if u.Properties == nil {
 				return request{}, bad("%sproperties is required", name(i))
 			}
-			if reason := checkProperties(u.Properties); reason != "" {
-				return request{}, bad("%s%s", name(i), reason)
+			if err := heap.CheckProperties(u.Properties); err != nil {
+				return request{}, bad("%s%v", name(i), err)
 			}
 		}
 		req.users[i] = heap.UserProperties{Identity: *u.Identity, Properties: u.Properties}
@@ -371,28 +367,6 @@ func checkIdentity(ident string) string {
 	}
 	if err := mailchimp.CheckAddress(ident); err != nil {
 		return "identity: " + err.Error() // control characters or invalid UTF-8 never reach Heap
-	}
-	return ""
-}
-
-// checkProperties applies Heap's documented property contract.
-func checkProperties(props map[string]any) string {
-	for k, v := range props {
-		if k == "" || utf8.RuneCountInString(k) > heap.MaxValueLen {
-			return fmt.Sprintf("property key must be 1 to %d characters", heap.MaxValueLen)
-		}
-		switch v := v.(type) {
-		case string:
-			if utf8.RuneCountInString(v) > heap.MaxValueLen {
-				return fmt.Sprintf("property %q longer than %d characters", k, heap.MaxValueLen)
-			}
-		case json.Number:
-			if len(v) > heap.MaxValueLen {
-				return fmt.Sprintf("property %q longer than %d characters", k, heap.MaxValueLen)
-			}
-		default:
-			return fmt.Sprintf("property %q must be a string or a number", k)
-		}
 	}
 	return ""
 }
@@ -425,12 +399,6 @@ func checkEmail(email, what string) (string, string) {
 	return email, ""
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
-}
-
 // fail answers a refused request in the shape pkg/ingress uses.
 func (h *handler) fail(w http.ResponseWriter, source, rid string, p *problem) {
 	if p.status == http.StatusUnauthorized {
@@ -443,6 +411,6 @@ func (h *handler) fail(w http.ResponseWriter, source, rid string, p *problem) {
 	// A reason may quote a caller's property key: the caller reads it whole,
 	// the log without anything address-like.
 	h.cfg.Log.Info("identities refused", zap.String("source", source), zap.String("request_id", rid),
-		zap.Int("status", p.status), zap.String("reason", heap.RedactAddresses(p.msg)))
-	writeJSON(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
+		zap.Int("status", p.status), zap.String("reason", retryafter.RedactAddresses(p.msg)))
+	httpjson.Write(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
 }

@@ -67,7 +67,7 @@ func (p *failingPublisher) Publish(context.Context, ...*kgo.Record) error {
 
 // newEnv serves the feed over kfake (or KAFKA_BROKERS) and a Heap stand-in;
 // pub replaces the Kafka publisher when not nil.
-func newEnv(t *testing.T, brokers []string, pub identityfeed.Publisher, heapOpts ...heaptest.Option) *env {
+func newEnv(t *testing.T, brokers []string, pub kafka.Publisher, heapOpts ...heaptest.Option) *env {
 	t.Helper()
 	topics := kafkatest.Topics(t, brokers, 3)
 	if pub == nil {
@@ -76,7 +76,7 @@ func newEnv(t *testing.T, brokers []string, pub identityfeed.Publisher, heapOpts
 			t.Fatal(err)
 		}
 		t.Cleanup(cl.Close)
-		pub = identityfeed.KafkaPublisher{Client: cl}
+		pub = kafka.Producer{Client: cl}
 	}
 	hs := heaptest.NewServer(t, heapOpts...)
 	core, logs := observer.New(zap.DebugLevel)
@@ -432,7 +432,7 @@ func newEnvTimeout(t *testing.T, brokers []string, timeout time.Duration) *env {
 	h := identityfeed.NewHandler(identityfeed.Config{
 		Sources: testSources(t), Topic: e.topic, HeapURL: e.heap.URL,
 		Heap: &heap.Client{Timeout: timeout}, Log: zap.New(core),
-	}, identityfeed.KafkaPublisher{Client: cl})
+	}, kafka.Producer{Client: cl})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e.srv, e.logs = srv, logs

@@ -27,10 +27,10 @@ const MaxReportedRows = 1000
 // ImportConfig is what Import needs.
 type ImportConfig struct {
 	Source    config.Source
-	Topic     string    // heap.identities
-	Publisher Publisher // nil only with DryRun
-	DryRun    bool      // read and check every row, record nothing
-	Batch     int       // records per acknowledged batch; default DefaultImportBatch
+	Topic     string          // heap.identities
+	Publisher kafka.Publisher // nil only with DryRun
+	DryRun    bool            // read and check every row, record nothing
+	Batch     int             // records per acknowledged batch; default DefaultImportBatch
 	Now       func() time.Time
 }
 

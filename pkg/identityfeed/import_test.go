@@ -15,6 +15,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 )
 
@@ -210,7 +211,7 @@ func TestImport100k(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	res, err := identityfeed.Import(ctx, strings.NewReader(b.String()), identityfeed.ImportConfig{
-		Source: acme, Topic: topics.Identities, Publisher: identityfeed.KafkaPublisher{Client: cl},
+		Source: acme, Topic: topics.Identities, Publisher: kafka.Producer{Client: cl},
 	})
 	if err != nil {
 		t.Fatal(err)

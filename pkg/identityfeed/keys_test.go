@@ -17,6 +17,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 )
 
@@ -122,7 +123,7 @@ func TestFeedForwardsWhatItValidated(t *testing.T) {
 	srv := httptest.NewServer(identityfeed.NewHandler(identityfeed.Config{
 		Sources: testSources(t), Topic: topics.Identities, HeapURL: hs.URL,
 		Heap: &heap.Client{Timeout: 5 * time.Second}, Log: zap.New(core),
-	}, identityfeed.KafkaPublisher{Client: cl}))
+	}, kafka.Producer{Client: cl}))
 	t.Cleanup(srv.Close)
 
 	for _, c := range []struct{ name, body, want string }{

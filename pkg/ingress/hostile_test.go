@@ -18,6 +18,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 )
 
 // TestOversizedEventCostsOnlyItself: one event over the record limit in a
@@ -63,7 +64,7 @@ func TestBodyBudget(t *testing.T) {
 	}
 	defer cl.Close()
 	h := ingress.NewHandler(ingress.Config{Sources: sources(t), Topic: topics.Raw, DLQTopic: topics.RawDLQ,
-		Log: zap.NewNop(), MaxInflightBytes: 256 << 10}, ingress.KafkaPublisher{Client: cl})
+		Log: zap.NewNop(), MaxInflightBytes: 256 << 10}, kafka.Producer{Client: cl})
 	srv := &http.Server{Handler: h, ReadTimeout: 30 * time.Second}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -157,7 +158,7 @@ func TestRequestIDValidated(t *testing.T) {
 
 func TestPublicReadyzSaysOnlyWhether(t *testing.T) {
 	h := ingress.NewHandler(ingress.Config{Sources: sources(t), Log: zap.NewNop(),
-		Ready: []ingress.Check{{Name: "kafka", Fn: func(context.Context) error { return fmt.Errorf("kafka: not authorized for Read on group secret-group") }}}},
+		Ready: []readiness.Check{{Name: "kafka", Fn: func(context.Context) error { return fmt.Errorf("kafka: not authorized for Read on group secret-group") }}}},
 		nil)
 	req, _ := http.NewRequest(http.MethodGet, "/readyz", nil)
 	rec := &recorder{header: http.Header{}}

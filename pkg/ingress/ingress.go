@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,24 +15,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
 )
-
-// Publisher writes records durably; it returns once every record is
-// acknowledged or failed, and keeps no record nor any of its bytes after it
-// returned (the handler reuses them).
-type Publisher interface {
-	Publish(ctx context.Context, recs ...*kgo.Record) error
-}
-
-// Check is a named readiness probe.
-type Check struct {
-	Name string
-	Fn   func(context.Context) error
-}
 
 // Config is what the handler needs.
 type Config struct {
@@ -48,19 +36,20 @@ type Config struct {
 	// DefaultMaxUnitBytes); a larger one is dead-lettered alone.
 	MaxUnitBytes int
 	Log          *zap.Logger
-	Ready        []Check
+	Ready        []readiness.Check
 	Metrics      *metrics.Pipeline // nil: none
 	now          func() time.Time
 }
 
 type handler struct {
 	cfg    Config
-	pub    Publisher
+	pub    kafka.Publisher
 	budget *budget
 }
 
-// NewHandler returns the ingress HTTP API.
-func NewHandler(cfg Config, pub Publisher) http.Handler {
+// NewHandler returns the ingress HTTP API. pub (kafka.Producer) must keep no
+// record nor any of its bytes once Publish returned: the handler reuses them.
+func NewHandler(cfg Config, pub kafka.Publisher) http.Handler {
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
@@ -77,66 +66,16 @@ func NewHandler(cfg Config, pub Publisher) http.Handler {
 	mux.HandleFunc("POST /webhooks/mailchimp/{source}/{secret}", h.listPost)
 	mux.HandleFunc("HEAD /webhooks/mandrill/{source}", h.mandrillHead)
 	mux.HandleFunc("POST /webhooks/mandrill/{source}", h.mandrillPost)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", readiness.Live)
 	// The public listener says only whether it is ready; the reasons are
 	// on ADMIN_ADDR, which the internet does not reach.
-	mux.HandleFunc("GET /readyz", StatusOnly(ReadyHandler(cfg.Ready)))
+	mux.HandleFunc("GET /readyz", readiness.StatusOnly(readiness.Handler(cfg.Ready)))
 	return mux
-}
-
-// StatusOnly answers as h does, without h's body: readiness on a public
-// port tells whether, not why.
-func StatusOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{header: http.Header{}}
-		h(rec, r)
-		status := "ready"
-		if rec.code != http.StatusOK {
-			status = "unavailable"
-		}
-		writeJSON(w, rec.code, map[string]string{"status": status})
-	}
-}
-
-type statusRecorder struct {
-	header http.Header
-	code   int
-}
-
-func (s *statusRecorder) Header() http.Header         { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (s *statusRecorder) WriteHeader(code int)        { s.code = code }
-
-// ReadyHandler answers 200 when every check passes, else 503 naming the failures.
-func ReadyHandler(checks []Check) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		failed := map[string]string{}
-		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
-				failed[c.Name] = err.Error()
-			}
-		}
-		if len(failed) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	}
 }
 
 type problem struct {
 	status int
 	msg    string
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
 }
 
 // RequestID is the caller's X-Request-Id when it is a plain token (it is
@@ -183,7 +122,7 @@ func (h *handler) listValidate(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "", p, mailchimp.KindListWebhook, "")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (h *handler) listPost(w http.ResponseWriter, r *http.Request) {
@@ -247,14 +186,14 @@ func (h *handler) publish(w http.ResponseWriter, r *http.Request, source, kind, 
 			// Not durably in Kafka: Mailchimp must retry.
 			h.cfg.Log.Warn("publish failed", zap.String("source", source), zap.String("kind", kind),
 				zap.String("request_id", rid), zap.Int("units", len(recs)), zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "not stored, retry later", "request_id": rid})
+			httpjson.Write(w, http.StatusServiceUnavailable, map[string]string{"error": "not stored, retry later", "request_id": rid})
 			h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, "503")
 			return
 		}
 	}
 	h.cfg.Log.Info("accepted", zap.String("source", source), zap.String("kind", kind),
 		zap.String("request_id", rid), zap.Int("units", len(recs)))
-	writeJSON(w, http.StatusOK, accepted{Accepted: len(recs), RequestID: rid})
+	httpjson.Write(w, http.StatusOK, accepted{Accepted: len(recs), RequestID: rid})
 	h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, "200")
 	h.cfg.Metrics.Add(metrics.IngressUnits, float64(len(recs)), source, kind)
 }
@@ -271,19 +210,8 @@ type accepted struct {
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, source string, p *problem, kind, rid string) {
 	h.cfg.Log.Info("refused", zap.String("source", source), zap.String("kind", kind), zap.String("request_id", rid),
 		zap.Int("status", p.status), zap.String("reason", p.msg), zap.String("route", r.Pattern))
-	writeJSON(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
+	httpjson.Write(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
 	h.cfg.Metrics.Inc(metrics.IngressRequests, source, kind, strconv.Itoa(p.status))
-}
-
-// KafkaPublisher publishes through a franz-go client (acks=all, idempotent:
-// franz-go's defaults, which the client must not override).
-type KafkaPublisher struct {
-	Client *kgo.Client
-}
-
-// Publish produces recs and waits for every acknowledgement.
-func (p KafkaPublisher) Publish(ctx context.Context, recs ...*kgo.Record) error {
-	return p.Client.ProduceSync(ctx, recs...).FirstErr()
 }
 
 func zapReason(reason string) zap.Field { return zap.String("reason", reason) }

@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 )
 
 const secret = "s3cret-s3cret-s3cret"
@@ -66,10 +67,10 @@ func newEnv(t *testing.T, brokers []string, produceTimeout time.Duration) *env {
 		DLQTopic:       topics.RawDLQ,
 		ProduceTimeout: produceTimeout,
 		Log:            zap.New(core),
-		Ready: []ingress.Check{{Name: "kafka", Fn: func(ctx context.Context) error {
+		Ready: []readiness.Check{{Name: "kafka", Fn: func(ctx context.Context) error {
 			return kafka.Ping(ctx, cl)
 		}}},
-	}, ingress.KafkaPublisher{Client: cl})
+	}, kafka.Producer{Client: cl})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &env{srv: srv, topic: topics.Raw, dlq: topics.RawDLQ, brokers: brokers, logs: logs}

@@ -62,58 +62,40 @@ func (c Credentials) Account() string {
 	return EmailID(secret)[:12]
 }
 
-// APIError is an error answer, decoded from application/problem+json when present.
-type APIError struct {
-	Status     int
-	Title      string
-	Detail     string
-	RetryAfter time.Duration
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("mailchimp: HTTP %d %s: %s", e.Status, e.Title, e.Detail)
-}
-
-// Classification of API errors.
+// Classification of API errors: an error answer is a
+// *retryafter.StatusError whose Class is one of these, or nil when a later
+// try may succeed.
 var (
 	// ErrNotFound: the campaign is gone; stop polling it.
-	ErrNotFound = errors.New("mailchimp: not found")
+	ErrNotFound = retryafter.Permanent("mailchimp: not found")
 	// ErrUnauthorized: the key or token was refused; the source needs reconnecting.
-	ErrUnauthorized = errors.New("mailchimp: credentials refused")
+	ErrUnauthorized = retryafter.Permanent("mailchimp: credentials refused")
+	// errRefused: another answer retrying cannot change (400, 405 ...).
+	errRefused = retryafter.Permanent("mailchimp: request refused")
 )
-
-// Is classifies status codes.
-func (e *APIError) Is(target error) bool {
-	switch target {
-	case ErrNotFound:
-		return e.Status == http.StatusNotFound
-	case ErrUnauthorized:
-		return e.Status == http.StatusUnauthorized || (e.Status == http.StatusForbidden && e.Title != "")
-	}
-	return false
-}
 
 // Retryable reports whether err may succeed later: 429, 403 without a body
 // (Mailchimp's other way of saying "too many connections"), 5xx, timeouts
 // and transport failures.
-func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnauthorized) {
-		return false
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden || ae.Status >= 500 || ae.Status == http.StatusRequestTimeout
-	}
-	return true
-}
+func Retryable(err error) bool { return retryafter.Retryable(err) }
 
 // RetryAfter returns the wait Mailchimp asked for, if any.
-func RetryAfter(err error) time.Duration {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.RetryAfter
+func RetryAfter(err error) time.Duration { return retryafter.Of(err) }
+
+// classifyAnswer is Mailchimp's answer with its Class; title is its
+// application/problem+json title, if any.
+func classifyAnswer(se *retryafter.StatusError, title string) *retryafter.StatusError {
+	switch s := se.Status; {
+	case s == http.StatusNotFound:
+		se.Class = ErrNotFound
+	case s == http.StatusUnauthorized, s == http.StatusForbidden && title != "":
+		se.Class = ErrUnauthorized
+	case s == http.StatusTooManyRequests, s == http.StatusForbidden, s == http.StatusRequestTimeout, s >= 500:
+		// a later try may succeed: no Class
+	default:
+		se.Class = errRefused
 	}
-	return 0
+	return se
 }
 
 // Client calls the Marketing API for one account.
@@ -196,8 +178,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-		return fmt.Errorf("mailchimp %s: %w", path, apiError(resp, body))
+		return fmt.Errorf("mailchimp %s: %w", path, apiError(resp))
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -208,7 +189,8 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 		Error string `json:"error"`
 	}
 	if json.Unmarshal(body, &probe) == nil && probe.Error != "" {
-		return fmt.Errorf("mailchimp %s: %w", path, &APIError{Status: http.StatusUnauthorized, Title: probe.Error, Detail: "token refused"})
+		return fmt.Errorf("mailchimp %s: token refused: %w", path, &retryafter.StatusError{
+			API: "mailchimp", Status: http.StatusUnauthorized, Body: string(body[:min(len(body), maxErrorBodyBytes)]), Class: ErrUnauthorized})
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("mailchimp %s: malformed response: %w", path, err)
@@ -216,15 +198,13 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	return nil
 }
 
-func apiError(resp *http.Response, body []byte) *APIError {
-	e := &APIError{Status: resp.StatusCode}
+// apiError is resp's error answer, classified by its status and, from
+// application/problem+json when present, its title.
+func apiError(resp *http.Response) *retryafter.StatusError {
+	se := retryafter.Read("mailchimp", resp, maxErrorBodyBytes)
 	var p struct {
-		Title  string `json:"title"`
-		Detail string `json:"detail"`
+		Title string `json:"title"`
 	}
-	if json.Unmarshal(body, &p) == nil {
-		e.Title, e.Detail = p.Title, p.Detail
-	}
-	e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
-	return e
+	json.Unmarshal([]byte(se.Body), &p)
+	return classifyAnswer(se, p.Title)
 }

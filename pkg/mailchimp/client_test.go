@@ -5,10 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 // TestClientClassifiesAnswers: each answer Mailchimp gives maps to one
@@ -31,6 +33,8 @@ func TestClientClassifiesAnswers(t *testing.T) {
 		{"404", 404, `{"title":"Resource Not Found","status":404}`, "", false, false, true, false, 0},
 		{"500", 500, `oops`, "", false, true, false, false, 0},
 		{"malformed 200", 200, `{"emails":`, "", false, true, false, false, 0},
+		{"400 quoting an address", 400, `{"title":"Invalid Resource","status":400,"detail":"member jordan@example.com is invalid"}`, "", false, false, false, false, 0},
+		{"408", 408, ``, "1", false, true, false, false, time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,6 +59,14 @@ func TestClientClassifiesAnswers(t *testing.T) {
 				mailchimp.RetryAfter(err) != c.wait {
 				t.Fatalf("err %v: retryable %v gone %v refused %v wait %v", err, mailchimp.Retryable(err),
 					errors.Is(err, mailchimp.ErrNotFound), errors.Is(err, mailchimp.ErrUnauthorized), mailchimp.RetryAfter(err))
+			}
+			// An error answer is shown with addresses redacted, and kept whole for inspection.
+			var se *retryafter.StatusError
+			if c.status/100 != 2 && (!errors.As(err, &se) || se.Status != c.status || se.Body != c.body) {
+				t.Errorf("err %v: want a StatusError of the answer", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "@") {
+				t.Errorf("err %q quotes an address", err)
 			}
 		})
 	}

@@ -441,14 +441,14 @@ func (r *runner) runEmitter(ctx context.Context, prefix, sources string, n int64
 
 // postFloor posts evs as pre-encoded 1000-event bodies, one sender per app.
 func postFloor(ctx context.Context, acc []heaptest.Accepted) (float64, error) {
-	byApp := map[string][]heap.Event{}
+	byApp := map[string][]heaptest.Event{}
 	for _, a := range acc {
 		byApp[a.AppID] = append(byApp[a.AppID], a.Event)
 	}
 	bodies := map[string][][]byte{}
 	for app, evs := range byApp {
 		for chunk := range slices.Chunk(evs, heap.MaxBatch) {
-			b, err := json.Marshal(heap.TrackRequest{AppID: app, Events: chunk})
+			b, err := json.Marshal(heaptest.Request{AppID: app, Events: chunk})
 			if err != nil {
 				return 0, err
 			}
@@ -508,7 +508,7 @@ type acceptAt struct {
 	n  int
 }
 
-func (a *accepts) record(app string, evs []heap.Event) {
+func (a *accepts) record(app string, evs []heaptest.Event) {
 	a.mu.Lock()
 	a.per[app] = append(a.per[app], acceptAt{time.Now(), len(evs)})
 	a.mu.Unlock()
@@ -756,7 +756,7 @@ func (r *runner) e2e(ctx context.Context) error {
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
 	var lat []time.Duration
-	sink := heaptest.NewSink(heaptest.WithLimits(heaptest.Limits{}), heaptest.OnAccept(func(app string, evs []heap.Event) {
+	sink := heaptest.NewSink(heaptest.WithLimits(heaptest.Limits{}), heaptest.OnAccept(func(app string, evs []heaptest.Event) {
 		now := time.Now()
 		mu.Lock()
 		for _, e := range evs {

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
@@ -25,6 +24,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
@@ -407,12 +407,13 @@ func (p *Poller) publish(ctx context.Context, src config.Source, kind string, un
 // on 429, 403 without a body, 5xx and timeouts. A refused key marks the
 // source "reconnect needed".
 func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.Source, fn func() error) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 500 * time.Millisecond
-	bo.MaxInterval = p.cfg.MaxBackoff
-	for {
+	policy := retry.Policy{Initial: 500 * time.Millisecond, Max: p.cfg.MaxBackoff, After: mailchimp.RetryAfter,
+		Notify: func(err error, wait time.Duration) {
+			p.cfg.Log.Info("poller: Mailchimp asked to slow down; retrying", zap.String("source", src.ID), zap.Duration("in", wait), zap.Error(err))
+		}}
+	return retry.Do(ctx, policy, func() error {
 		if err := sem.Acquire(ctx, 1); err != nil {
-			return err
+			return retry.Permanent(err)
 		}
 		err := fn()
 		sem.Release(1)
@@ -429,24 +430,16 @@ func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.S
 		}
 		p.cfg.Metrics.Inc(metrics.PollerRequests, src.ID, outcome)
 		switch {
-		case err == nil:
-			return nil
 		case errors.Is(err, mailchimp.ErrUnauthorized):
 			if serr := p.cfg.States.SetState(ctx, src.ID, "reconnect_needed", err.Error()); serr != nil {
 				p.cfg.Log.Warn("poller: record source state", zap.Error(serr))
 			}
-			return err
-		case !mailchimp.Retryable(err) || ctx.Err() != nil:
-			return err
+			return retry.Permanent(err)
+		case err != nil && !mailchimp.Retryable(err):
+			return retry.Permanent(err)
 		}
-		wait := max(mailchimp.RetryAfter(err), bo.NextBackOff())
-		p.cfg.Log.Info("poller: Mailchimp asked to slow down; retrying", zap.String("source", src.ID), zap.Duration("in", wait), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+		return err
+	})
 }
 
 // loadCursors reads mailchimp.cursors to its end: another instance may have

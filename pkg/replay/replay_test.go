@@ -21,7 +21,6 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
@@ -183,8 +182,8 @@ func (p *pipeline) metric(name string, want ...string) float64 {
 	return sum
 }
 
-func (p *pipeline) accepted() map[string]heap.Event {
-	out := map[string]heap.Event{}
+func (p *pipeline) accepted() map[string]heaptest.Event {
+	out := map[string]heaptest.Event{}
 	for _, a := range p.sink.Accepted() {
 		out[a.Event.IdempotencyKey] = a.Event
 	}
@@ -347,7 +346,7 @@ func mustParseURL(t *testing.T, url string) *redis.Options {
 func TestRedriveByReason(t *testing.T) {
 	var refusing atomic.Bool
 	refusing.Store(true)
-	p := newPipeline(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
+	p := newPipeline(t, heaptest.FaultFunc(func(req heaptest.Request) *heaptest.Fault {
 		if !refusing.Load() {
 			return nil
 		}

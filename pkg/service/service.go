@@ -41,6 +41,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
@@ -238,8 +239,8 @@ func (d *Deps) Close() {
 // Ready are the readiness checks: the Kafka preflight of start-up (brokers
 // answer, credentials accepted, ACLs held, topics there) and a Redis round
 // trip.
-func (d *Deps) Ready() []ingress.Check {
-	return []ingress.Check{
+func (d *Deps) Ready() []readiness.Check {
+	return []readiness.Check{
 		{Name: "kafka", Fn: func(ctx context.Context) error {
 			// Preflight's Metadata request is the round trip a ping would be.
 			ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
@@ -315,7 +316,7 @@ func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
 		Log:              d.Log.Named("ingress"),
 		Ready:            d.Ready(),
 		Metrics:          d.Metrics,
-	}, ingress.KafkaPublisher{Client: producer})
+	}, kafka.Producer{Client: producer})
 	mux := http.NewServeMux()
 	page := statuspage.Handler(statuspage.Config{
 		Sources: d.Sources, Status: status.NewStore(d.Redis), PublicURL: d.Env.PublicURL,
@@ -330,7 +331,7 @@ func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
 	mux.Handle(identityfeed.Path, identityfeed.NewHandler(identityfeed.Config{
 		Sources: d.Sources, Topic: d.Topics.Identities, HeapURL: d.Env.HeapAPIURL,
 		ProduceTimeout: d.Env.ProduceTimeout, Log: d.Log.Named("identityfeed"),
-	}, identityfeed.KafkaPublisher{Client: producer}))
+	}, kafka.Producer{Client: producer}))
 	mux.Handle("/", hooks)
 	if !d.Env.OAuth() {
 		return mux, nil
@@ -474,11 +475,8 @@ func Emitter(ctx context.Context, d *Deps) error {
 // Admin is the health and readiness API of the mapper and emitter.
 func Admin(d *Deps) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", ingress.ReadyHandler(d.Ready()))
+	mux.HandleFunc("GET /healthz", readiness.Live)
+	mux.HandleFunc("GET /readyz", readiness.Handler(d.Ready()))
 	mux.Handle("GET /metrics", d.Metrics.Handler())
 	return mux
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
@@ -227,8 +226,8 @@ func printBanner(out io.Writer, ingressURL string, sources *config.Sources, demo
 }
 
 // logAccepted logs what the Heap stand-in kept, identities hashed.
-func logAccepted(log *zap.Logger) func(app string, evs []heap.Event) {
-	return func(app string, evs []heap.Event) {
+func logAccepted(log *zap.Logger) func(app string, evs []heaptest.Event) {
+	return func(app string, evs []heaptest.Event) {
 		for _, e := range evs {
 			log.Info("heap received event",
 				zap.String("app_id", app),

@@ -18,12 +18,42 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 )
+
+// Event is an event as the stand-in received it: its properties decoded
+// (numbers as json.Number), as Heap takes them, strings or numbers.
+type Event struct {
+	Identity       string         `json:"identity"`
+	Event          string         `json:"event"`
+	Timestamp      string         `json:"timestamp,omitempty"`
+	Properties     map[string]any `json:"properties,omitempty"`
+	IdempotencyKey string         `json:"idempotency_key,omitempty"`
+}
+
+// EventOf is e as the stand-in keeps it once sent (its strings valid UTF-8).
+func EventOf(e heap.Event) Event {
+	ev := Event{Identity: e.Identity, Event: e.Event, Timestamp: e.Timestamp, IdempotencyKey: e.IdempotencyKey}
+	if len(e.Properties) > 0 {
+		ev.Properties = make(map[string]any, len(e.Properties))
+		for _, p := range e.Properties {
+			ev.Properties[p.Key] = p.Value
+		}
+	}
+	return ev
+}
+
+// Request is a bulk track request as the stand-in decoded it; json.Marshal
+// writes it as a Track body.
+type Request struct {
+	AppID  string  `json:"app_id"`
+	Events []Event `json:"events"`
+}
 
 // Accepted is one event Heap kept.
 type Accepted struct {
 	AppID string
-	heap.Event
+	Event
 	ReceivedAt time.Time
 }
 
@@ -57,8 +87,8 @@ type Sink struct {
 	faults     httpfault.Queue
 	window     map[string][]time.Time // rate-limit key -> event times in the window
 	now        func() time.Time
-	onAccept   func(app string, evs []heap.Event)
-	faultFn    func(heap.TrackRequest) *Fault
+	onAccept   func(app string, evs []Event)
+	faultFn    func(Request) *Fault
 	users      userState // add_user_properties
 }
 
@@ -71,12 +101,12 @@ func WithLimits(l Limits) Option { return func(s *Sink) { s.limits = l } }
 // FaultFunc decides, per decoded request, an answer to give instead of
 // serving it (nil: serve). Use it for faults that depend on the request: a
 // poison event, an app that is down.
-func FaultFunc(fn func(heap.TrackRequest) *Fault) Option {
+func FaultFunc(fn func(Request) *Fault) Option {
 	return func(s *Sink) { s.faultFn = fn }
 }
 
 // OnAccept is called with each request's newly kept events.
-func OnAccept(fn func(app string, evs []heap.Event)) Option {
+func OnAccept(fn func(app string, evs []Event)) Option {
 	return func(s *Sink) { s.onAccept = fn }
 }
 
@@ -177,74 +207,56 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	kept, retryAfter, which := s.admit(req)
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
-		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": which + " rate limit exceeded"})
+		httpjson.Write(w, http.StatusTooManyRequests, map[string]string{"error": which + " rate limit exceeded"})
 		return
 	}
 	if s.onAccept != nil && len(kept) > 0 {
 		s.onAccept(req.AppID, kept)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{})
+	httpjson.Write(w, http.StatusOK, map[string]any{})
 }
 
 func (s *Sink) reject(w http.ResponseWriter, msg string) {
 	s.mu.Lock()
 	s.rejected++
 	s.mu.Unlock()
-	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": msg})
 }
 
 // decode reads a bulk body, or a single-event body as a batch of one.
-func decode(body []byte) (heap.TrackRequest, error) {
+func decode(body []byte) (Request, error) {
 	var raw struct {
 		AppID  *string           `json:"app_id"`
 		Events []json.RawMessage `json:"events"`
-		heapEventJSON
+		Event
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return heap.TrackRequest{}, fmt.Errorf("invalid JSON: %v", err)
+		return Request{}, fmt.Errorf("invalid JSON: %v", err)
 	}
-	req := heap.TrackRequest{}
+	req := Request{}
 	if raw.AppID != nil {
 		req.AppID = *raw.AppID
 	}
 	if raw.Events == nil {
-		req.Events = []heap.Event{raw.heapEventJSON.event()}
+		req.Events = []Event{raw.Event}
 		return req, nil
 	}
 	for i, re := range raw.Events {
-		var e heapEventJSON
+		var e Event
 		d := json.NewDecoder(strings.NewReader(string(re)))
 		d.UseNumber()
 		if err := d.Decode(&e); err != nil {
-			return heap.TrackRequest{}, fmt.Errorf("events[%d]: %v", i, err)
+			return Request{}, fmt.Errorf("events[%d]: %v", i, err)
 		}
-		req.Events = append(req.Events, e.event())
+		req.Events = append(req.Events, e)
 	}
 	return req, nil
 }
 
-type heapEventJSON struct {
-	Identity       string         `json:"identity"`
-	Event          string         `json:"event"`
-	Timestamp      string         `json:"timestamp"`
-	Properties     map[string]any `json:"properties"`
-	IdempotencyKey string         `json:"idempotency_key"`
-}
-
-func (e heapEventJSON) event() heap.Event {
-	return heap.Event{Identity: e.Identity, Event: e.Event, Timestamp: e.Timestamp, Properties: e.Properties, IdempotencyKey: e.IdempotencyKey}
-}
-
 // validate enforces DESIGN.md §3; any violation rejects the whole request.
-func validate(req heap.TrackRequest) string {
+func validate(req Request) string {
 	if req.AppID == "" {
 		return "app_id is required"
 	}
@@ -270,22 +282,8 @@ func validate(req heap.TrackRequest) string {
 				return fmt.Sprintf("events[%d]: timestamp %q is not ISO 8601", i, e.Timestamp)
 			}
 		}
-		for k, v := range e.Properties {
-			if utf8.RuneCountInString(k) > heap.MaxValueLen {
-				return fmt.Sprintf("events[%d]: property key longer than %d characters", i, heap.MaxValueLen)
-			}
-			switch v := v.(type) {
-			case string:
-				if utf8.RuneCountInString(v) > heap.MaxValueLen {
-					return fmt.Sprintf("events[%d]: property %q value of %d characters, limit %d", i, k, utf8.RuneCountInString(v), heap.MaxValueLen)
-				}
-			case json.Number:
-				if len(v) > heap.MaxValueLen {
-					return fmt.Sprintf("events[%d]: property %q number of %d characters, limit %d", i, k, len(v), heap.MaxValueLen)
-				}
-			default:
-				return fmt.Sprintf("events[%d]: property %q must be a string or a number, got %T", i, k, v)
-			}
+		if err := heap.CheckProperties(e.Properties); err != nil {
+			return fmt.Sprintf("events[%d]: %v", i, err)
 		}
 	}
 	return ""
@@ -293,7 +291,7 @@ func validate(req heap.TrackRequest) string {
 
 // admit applies the rate limits, then keeps the events not seen before.
 // It returns a wait when the request would go over a limit; nothing is kept then.
-func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration, string) {
+func (s *Sink) admit(req Request) ([]Event, time.Duration, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -301,7 +299,7 @@ func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration, string
 		s.throttled++
 		return nil, wait, which
 	}
-	var kept []heap.Event
+	var kept []Event
 	for _, e := range req.Events {
 		if e.IdempotencyKey != "" {
 			k := req.AppID + "\x00" + e.IdempotencyKey
@@ -319,7 +317,7 @@ func (s *Sink) admit(req heap.TrackRequest) ([]heap.Event, time.Duration, string
 
 // overLimit counts every event of the request (Heap's limits are on events
 // received, deduplicated or not) against sliding one-window budgets.
-func (s *Sink) overLimit(req heap.TrackRequest, now time.Time) (time.Duration, string) {
+func (s *Sink) overLimit(req Request, now time.Time) (time.Duration, string) {
 	if s.limits.Window <= 0 {
 		return 0, ""
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -114,7 +117,7 @@ func TestAcceptedRecorded(t *testing.T) {
 		Identity:       "a@example.com",
 		Event:          "Email Opened",
 		Timestamp:      "2025-06-01T11:59:00.000Z",
-		Properties:     map[string]any{"campaign": "spring", "count": 3, "ratio": 2.5},
+		Properties:     []heap.Property{{Key: "campaign", Value: "spring"}, {Key: "count", Value: "3"}},
 		IdempotencyKey: "k1",
 	}
 	second := heap.Event{Identity: "b@example.com", Event: "Email Clicked"}
@@ -124,13 +127,11 @@ func TestAcceptedRecorded(t *testing.T) {
 	if err := track(t, srv, "222", ev("a@example.com", "k1")); err != nil {
 		t.Fatalf("Track app 222: %v", err)
 	}
-	// Numbers come back as json.Number: the stand-in keeps them as sent.
-	firstKept := first
-	firstKept.Properties = map[string]any{"campaign": "spring", "count": json.Number("3"), "ratio": json.Number("2.5")}
 	want := []Accepted{
-		{AppID: "111", Event: firstKept, ReceivedAt: t0},
-		{AppID: "111", Event: second, ReceivedAt: t0},
-		{AppID: "222", Event: ev("a@example.com", "k1"), ReceivedAt: t0},
+		{AppID: "111", Event: Event{Identity: "a@example.com", Event: "Email Opened", Timestamp: "2025-06-01T11:59:00.000Z",
+			Properties: map[string]any{"campaign": "spring", "count": "3"}, IdempotencyKey: "k1"}, ReceivedAt: t0},
+		{AppID: "111", Event: EventOf(second), ReceivedAt: t0},
+		{AppID: "222", Event: EventOf(ev("a@example.com", "k1")), ReceivedAt: t0},
 	}
 	if diff := cmp.Diff(want, srv.Accepted()); diff != "" {
 		t.Errorf("Accepted (-want +got):\n%s", diff)
@@ -199,60 +200,86 @@ func TestDedup(t *testing.T) {
 	}
 }
 
+// sendable is evs as heap.Client sends them, or false when one has a
+// property heap.Event cannot carry (a number, a bool ...).
+func sendable(evs []Event) ([]heap.Event, bool) {
+	var out []heap.Event
+	for _, e := range evs {
+		he := heap.Event{Identity: e.Identity, Event: e.Event, Timestamp: e.Timestamp, IdempotencyKey: e.IdempotencyKey}
+		for _, k := range slices.Sorted(maps.Keys(e.Properties)) {
+			v, ok := e.Properties[k].(string)
+			if !ok {
+				return nil, false
+			}
+			he.Properties = append(he.Properties, heap.Property{Key: k, Value: v})
+		}
+		out = append(out, he)
+	}
+	return out, true
+}
+
 func TestValidation(t *testing.T) {
-	withProps := func(props map[string]any) heap.Event {
-		e := ev("a", "k")
+	sev := func(identity, key string) Event { return EventOf(ev(identity, key)) }
+	withProps := func(props map[string]any) Event {
+		e := sev("a", "k")
 		e.Properties = props
 		return e
 	}
-	withIdentity := func(id string) heap.Event { return ev(id, "k") }
-	withName := func(name string) heap.Event {
-		e := ev("a", "k")
+	withIdentity := func(id string) Event { return sev(id, "k") }
+	withName := func(name string) Event {
+		e := sev("a", "k")
 		e.Event = name
 		return e
 	}
-	withTimestamp := func(ts string) heap.Event {
-		e := ev("a", "k")
+	withTimestamp := func(ts string) Event {
+		e := sev("a", "k")
 		e.Timestamp = ts
 		return e
 	}
+	manyEvents := func(n int) []Event {
+		var evs []Event
+		for _, e := range many(n) {
+			evs = append(evs, EventOf(e))
+		}
+		return evs
+	}
 	tests := []struct {
 		name   string
-		app    string       // sent through heap.Client when raw is empty
-		evs    []heap.Event //
-		raw    string       // sent as is, for bodies heap.Client never sends
+		app    string  // sent through heap.Client when raw is empty and it can
+		evs    []Event // sent as a raw body when heap.Client cannot
+		raw    string  // sent as is, for bodies heap.Client never sends
 		wantOK bool
 		kept   int // events kept when accepted
 	}{
 		{name: "missing app_id", raw: `{"events":[{"identity":"a","event":"e"}]}`},
-		{name: "empty app_id", app: "", evs: many(1)},
+		{name: "empty app_id", app: "", evs: manyEvents(1)},
 		{name: "empty events", raw: `{"app_id":"1","events":[]}`},
-		{name: "1001 events", raw: mustJSON(t, heap.TrackRequest{AppID: "1", Events: many(1001)})},
-		{name: "1000 events", app: "1", evs: many(1000), wantOK: true, kept: 1000},
-		{name: "empty identity", app: "1", evs: []heap.Event{withIdentity("")}},
-		{name: "identity of 255 characters", app: "1", evs: []heap.Event{withIdentity(strings.Repeat("i", 255))}, wantOK: true, kept: 1},
-		{name: "identity of 255 multibyte characters", app: "1", evs: []heap.Event{withIdentity(strings.Repeat("é", 255))}, wantOK: true, kept: 1},
-		{name: "identity of 256 characters", app: "1", evs: []heap.Event{withIdentity(strings.Repeat("i", 256))}},
-		{name: "missing event name", app: "1", evs: []heap.Event{withName("")}},
-		{name: "event name of 1024 characters", app: "1", evs: []heap.Event{withName(strings.Repeat("n", 1024))}, wantOK: true, kept: 1},
-		{name: "event name of 1025 characters", app: "1", evs: []heap.Event{withName(strings.Repeat("n", 1025))}},
-		{name: "property value of 1023 characters", app: "1", evs: []heap.Event{withProps(map[string]any{"v": strings.Repeat("v", 1023)})}, wantOK: true, kept: 1},
-		{name: "property value of 1023 multibyte characters", app: "1", evs: []heap.Event{withProps(map[string]any{"v": strings.Repeat("日", 1023)})}, wantOK: true, kept: 1},
-		{name: "property value of 1024 characters", app: "1", evs: []heap.Event{withProps(map[string]any{"v": strings.Repeat("v", 1024)})}},
-		{name: "truncated property value", app: "1", evs: []heap.Event{withProps(map[string]any{"v": heap.Truncate(strings.Repeat("🎉", 5000))})}, wantOK: true, kept: 1},
-		{name: "property key of 1023 characters", app: "1", evs: []heap.Event{withProps(map[string]any{strings.Repeat("k", 1023): "v"})}, wantOK: true, kept: 1},
-		{name: "property key of 1024 characters", app: "1", evs: []heap.Event{withProps(map[string]any{strings.Repeat("k", 1024): "v"})}},
-		{name: "number properties", app: "1", evs: []heap.Event{withProps(map[string]any{"i": 42, "f": -1.5, "e": 1e300})}, wantOK: true, kept: 1},
+		{name: "1001 events", raw: mustJSON(t, Request{AppID: "1", Events: manyEvents(1001)})},
+		{name: "1000 events", app: "1", evs: manyEvents(1000), wantOK: true, kept: 1000},
+		{name: "empty identity", app: "1", evs: []Event{withIdentity("")}},
+		{name: "identity of 255 characters", app: "1", evs: []Event{withIdentity(strings.Repeat("i", 255))}, wantOK: true, kept: 1},
+		{name: "identity of 255 multibyte characters", app: "1", evs: []Event{withIdentity(strings.Repeat("é", 255))}, wantOK: true, kept: 1},
+		{name: "identity of 256 characters", app: "1", evs: []Event{withIdentity(strings.Repeat("i", 256))}},
+		{name: "missing event name", app: "1", evs: []Event{withName("")}},
+		{name: "event name of 1024 characters", app: "1", evs: []Event{withName(strings.Repeat("n", 1024))}, wantOK: true, kept: 1},
+		{name: "event name of 1025 characters", app: "1", evs: []Event{withName(strings.Repeat("n", 1025))}},
+		{name: "property value of 1023 characters", app: "1", evs: []Event{withProps(map[string]any{"v": strings.Repeat("v", 1023)})}, wantOK: true, kept: 1},
+		{name: "property value of 1023 multibyte characters", app: "1", evs: []Event{withProps(map[string]any{"v": strings.Repeat("日", 1023)})}, wantOK: true, kept: 1},
+		{name: "property value of 1024 characters", app: "1", evs: []Event{withProps(map[string]any{"v": strings.Repeat("v", 1024)})}},
+		{name: "truncated property value", app: "1", evs: []Event{withProps(map[string]any{"v": heap.Truncate(strings.Repeat("🎉", 5000))})}, wantOK: true, kept: 1},
+		{name: "property key of 1023 characters", app: "1", evs: []Event{withProps(map[string]any{strings.Repeat("k", 1023): "v"})}, wantOK: true, kept: 1},
+		{name: "property key of 1024 characters", app: "1", evs: []Event{withProps(map[string]any{strings.Repeat("k", 1024): "v"})}},
+		{name: "number properties", app: "1", evs: []Event{withProps(map[string]any{"i": 42, "f": -1.5, "e": 1e300, "s": "x"})}, wantOK: true, kept: 1},
 		{name: "number property of 1024 characters", raw: `{"app_id":"1","events":[{"identity":"a","event":"e","properties":{"n":` + strings.Repeat("9", 1024) + `}}]}`},
-		{name: "bool property", app: "1", evs: []heap.Event{withProps(map[string]any{"b": true})}},
-		{name: "object property", app: "1", evs: []heap.Event{withProps(map[string]any{"o": map[string]any{"x": "y"}})}},
-		{name: "array property", app: "1", evs: []heap.Event{withProps(map[string]any{"a": []any{"x"}})}},
-		{name: "null property", app: "1", evs: []heap.Event{withProps(map[string]any{"n": nil})}},
-		{name: "timestamp with offset", app: "1", evs: []heap.Event{withTimestamp("2025-06-01T13:59:00.5+02:00")}, wantOK: true, kept: 1},
-		{name: "no timestamp", app: "1", evs: []heap.Event{withTimestamp("")}, wantOK: true, kept: 1},
-		{name: "bad timestamp", app: "1", evs: []heap.Event{withTimestamp("yesterday")}},
-		{name: "timestamp without T", app: "1", evs: []heap.Event{withTimestamp("2025-06-01 11:59:00Z")}},
-		{name: "one bad event rejects the whole batch", app: "1", evs: []heap.Event{ev("a", "k1"), withIdentity(""), ev("b", "k2")}},
+		{name: "bool property", app: "1", evs: []Event{withProps(map[string]any{"b": true})}},
+		{name: "object property", app: "1", evs: []Event{withProps(map[string]any{"o": map[string]any{"x": "y"}})}},
+		{name: "array property", app: "1", evs: []Event{withProps(map[string]any{"a": []any{"x"}})}},
+		{name: "null property", app: "1", evs: []Event{withProps(map[string]any{"n": nil})}},
+		{name: "timestamp with offset", app: "1", evs: []Event{withTimestamp("2025-06-01T13:59:00.5+02:00")}, wantOK: true, kept: 1},
+		{name: "no timestamp", app: "1", evs: []Event{withTimestamp("")}, wantOK: true, kept: 1},
+		{name: "bad timestamp", app: "1", evs: []Event{withTimestamp("yesterday")}},
+		{name: "timestamp without T", app: "1", evs: []Event{withTimestamp("2025-06-01 11:59:00Z")}},
+		{name: "one bad event rejects the whole batch", app: "1", evs: []Event{sev("a", "k1"), withIdentity(""), sev("b", "k2")}},
 		{name: "invalid JSON", raw: `{"app_id":"1","events":[`},
 		{name: "JSON that is not an object", raw: `[{"app_id":"1"}]`},
 		{name: "event that is not an object", raw: `{"app_id":"1","events":["e"]}`},
@@ -272,8 +299,13 @@ func TestValidation(t *testing.T) {
 				default:
 					t.Fatalf("status %d (%s), want 200 or 400", status, body)
 				}
+			} else if evs, can := sendable(tt.evs); !can {
+				status, _, body := send(t, http.MethodPost, srv.URL+heap.TrackPath, mustJSON(t, Request{AppID: tt.app, Events: tt.evs}))
+				if ok = status == http.StatusOK; !ok && status != http.StatusBadRequest {
+					t.Fatalf("status %d (%s), want 200 or 400", status, body)
+				}
 			} else {
-				err := track(t, srv, tt.app, tt.evs...)
+				err := track(t, srv, tt.app, evs...)
 				ok = err == nil
 				if err != nil && (!errors.Is(err, heap.ErrRejected) || heap.Retryable(err)) {
 					t.Fatalf("Track: %v; want nil or a rejection that is not retryable", err)
@@ -301,7 +333,7 @@ func TestSingleEventBodyRecorded(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("status %d (%s), want 200", status, body)
 	}
-	want := []Accepted{{AppID: "1", ReceivedAt: t0, Event: heap.Event{
+	want := []Accepted{{AppID: "1", ReceivedAt: t0, Event: Event{
 		Identity: "a", Event: "e", Timestamp: "2025-06-01T11:59:00.000Z",
 		Properties: map[string]any{"p": "v", "n": json.Number("1")}, IdempotencyKey: "k",
 	}}}
@@ -328,7 +360,7 @@ func TestRouting(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			srv, _ := newServer(t)
-			status, hdr, body := send(t, tt.method, srv.URL+tt.path, mustJSON(t, heap.TrackRequest{AppID: "1", Events: many(1)}))
+			status, hdr, body := send(t, tt.method, srv.URL+tt.path, mustJSON(t, Request{AppID: "1", Events: []Event{EventOf(ev("a", "k"))}}))
 			if status != tt.wantStatus {
 				t.Fatalf("status %d (%s), want %d", status, body, tt.wantStatus)
 			}
@@ -546,7 +578,7 @@ func TestRateLimits(t *testing.T) {
 					kept += len(evs)
 				} else {
 					throttled++
-					var se *heap.StatusError
+					var se *retryafter.StatusError
 					if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests {
 						t.Fatalf("step %d (t0+%v): Track: %v, want HTTP 429", i, clk.Now().Sub(t0), err)
 					}
@@ -573,7 +605,7 @@ func TestRateLimits(t *testing.T) {
 
 func TestRetryAfterHeader(t *testing.T) {
 	srv, clk := newServer(t, WithLimits(Limits{PerIdentity: 1, Window: time.Minute}))
-	body := mustJSON(t, heap.TrackRequest{AppID: "1", Events: []heap.Event{ev("a", "")}})
+	body := mustJSON(t, Request{AppID: "1", Events: []Event{EventOf(ev("a", ""))}})
 	if status, _, b := send(t, http.MethodPost, srv.URL+heap.TrackPath, body); status != http.StatusOK {
 		t.Fatalf("first request: status %d (%s)", status, b)
 	}
@@ -622,12 +654,12 @@ func TestInject(t *testing.T) {
 			}
 			continue
 		}
-		var se *heap.StatusError
+		var se *retryafter.StatusError
 		if !errors.As(err, &se) {
-			t.Fatalf("request %d: Track: %v, want a *heap.StatusError", i, err)
+			t.Fatalf("request %d: Track: %v, want a *retryafter.StatusError", i, err)
 		}
-		if diff := cmp.Diff(heap.StatusError{Status: tt.status, RetryAfter: tt.retryAfter, Body: tt.body}, *se); diff != "" {
-			t.Errorf("request %d: StatusError (-want +got):\n%s", i, diff)
+		if got := [4]any{se.API, se.Status, se.RetryAfter, se.Body}; got != [4]any{"heap", tt.status, tt.retryAfter, tt.body} {
+			t.Errorf("request %d: StatusError %v, want heap %d %v %q", i, got, tt.status, tt.retryAfter, tt.body)
 		}
 		if got := errors.Is(err, heap.ErrRejected); got != tt.rejected {
 			t.Errorf("request %d: errors.Is(ErrRejected) = %v, want %v", i, got, tt.rejected)
@@ -712,7 +744,7 @@ func TestClearFaults(t *testing.T) {
 }
 
 func TestFaultFunc(t *testing.T) {
-	srv, _ := newServer(t, FaultFunc(func(r heap.TrackRequest) *Fault {
+	srv, _ := newServer(t, FaultFunc(func(r Request) *Fault {
 		for _, e := range r.Events {
 			if e.Identity == "poison" {
 				return &Fault{Status: 400, Body: "poison event"}
@@ -741,7 +773,7 @@ func TestOnAccept(t *testing.T) {
 	var calls []call
 	srv, _ := newServer(t,
 		WithLimits(Limits{PerIdentity: 3, Window: time.Minute}),
-		OnAccept(func(app string, evs []heap.Event) {
+		OnAccept(func(app string, evs []Event) {
 			c := call{App: app}
 			for _, e := range evs {
 				c.Keys = append(c.Keys, e.IdempotencyKey)
@@ -783,7 +815,7 @@ func TestConcurrentRequests(t *testing.T) {
 		apps     = 3
 	)
 	var notified atomic.Int64
-	srv, _ := newServer(t, OnAccept(func(_ string, evs []heap.Event) { notified.Add(int64(len(evs))) }))
+	srv, _ := newServer(t, OnAccept(func(_ string, evs []Event) { notified.Add(int64(len(evs))) }))
 	srv.Inject(Fault{Status: 503, Times: 10})
 	c := newClient()
 	var attempts atomic.Int64

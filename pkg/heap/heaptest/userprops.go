@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 )
 
 // AcceptedUser is one user of an add_user_properties call Heap kept.
@@ -93,17 +94,17 @@ func (s *Sink) serveUserProperties(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait := s.admitUsers(req); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "identity rate limit exceeded"})
+		httpjson.Write(w, http.StatusTooManyRequests, map[string]string{"error": "identity rate limit exceeded"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{})
+	httpjson.Write(w, http.StatusOK, map[string]any{})
 }
 
 func (s *Sink) rejectUsers(w http.ResponseWriter, msg string) {
 	s.mu.Lock()
 	s.users.rejected++
 	s.mu.Unlock()
-	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+	httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": msg})
 }
 
 // decodeUsers reads either shape as a bulk request and enforces DESIGN.md
@@ -149,33 +150,12 @@ func decodeUsers(body []byte) (heap.UserPropertiesRequest, error) {
 		case u.Properties == nil:
 			return req, fmt.Errorf("%sproperties is required", name(i))
 		}
-		if msg := validateProperties(u.Properties); msg != "" {
-			return req, fmt.Errorf("%s%s", name(i), msg)
+		if err := heap.CheckProperties(u.Properties); err != nil {
+			return req, fmt.Errorf("%s%v", name(i), err)
 		}
 		req.Users = append(req.Users, heap.UserProperties{Identity: *u.Identity, Properties: u.Properties})
 	}
 	return req, nil
-}
-
-func validateProperties(props map[string]any) string {
-	for k, v := range props {
-		if k == "" || utf8.RuneCountInString(k) > heap.MaxValueLen {
-			return fmt.Sprintf("property key must be 1 to %d characters", heap.MaxValueLen)
-		}
-		switch v := v.(type) {
-		case string:
-			if utf8.RuneCountInString(v) > heap.MaxValueLen {
-				return fmt.Sprintf("property %q value of %d characters, limit %d", k, utf8.RuneCountInString(v), heap.MaxValueLen)
-			}
-		case json.Number:
-			if len(v) > heap.MaxValueLen {
-				return fmt.Sprintf("property %q number of %d characters, limit %d", k, len(v), heap.MaxValueLen)
-			}
-		default:
-			return fmt.Sprintf("property %q must be a string or a number, got %T", k, v)
-		}
-	}
-	return ""
 }
 
 // admitUsers applies the per-identity limit (every occurrence of an identity

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpfault"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 )
 
@@ -422,12 +423,9 @@ func badRequest(w http.ResponseWriter, detail string) {
 	writeProblem(w, http.StatusBadRequest, "Invalid Resource", detail)
 }
 
+// writeJSON answers as Mailchimp does: charset named, <, > and & as they are.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(v)
+	httpjson.Encode(w, status, "application/json; charset=utf-8", false, v)
 }
 
 func randomHex(n int) string {

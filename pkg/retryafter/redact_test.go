@@ -1,4 +1,4 @@
-package heap
+package retryafter
 
 import "testing"
 

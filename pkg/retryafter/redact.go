@@ -1,4 +1,4 @@
-package heap
+package retryafter
 
 import (
 	"regexp"
@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// maxAnswerRunes bounds how much of Heap's answer an error shows.
+// maxAnswerRunes bounds how much of an answer an error shows.
 const maxAnswerRunes = 200
 
 // addressLike matches what could be an email address: an @, or its
