@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 // Documented limits of the Track API.
@@ -96,20 +96,20 @@ func Truncate(s string) string {
 // ErrRejected marks an answer that retrying the same batch cannot change
 // (400 and other 4xx but 408 and 429), or a batch Track refuses to send (over
 // MaxBatch, or not encodable): split the batch to isolate the bad event.
-// Heap's answers are *retryafter.StatusError, their Class ErrRejected when
+// Heap's answers are *httperr.StatusError, their Class ErrRejected when
 // permanent.
-var ErrRejected = retryafter.Permanent("heap rejected the request")
+var ErrRejected = httperr.Permanent("heap rejected the request")
 
 // Retryable reports whether err may succeed on a later try: 429, 5xx,
 // timeouts and transport failures. Cancellation of ctx is not retryable.
-func Retryable(err error) bool { return retryafter.Retryable(err) }
+func Retryable(err error) bool { return httperr.Retryable(err) }
 
 // RetryAfter returns the wait Heap asked for, if any.
-func RetryAfter(err error) time.Duration { return retryafter.Of(err) }
+func RetryAfter(err error) time.Duration { return httperr.Of(err) }
 
 // classify is Heap's answer with its Class: ErrRejected for 4xx but 408 and
 // 429, which retrying the same request cannot change.
-func classify(se *retryafter.StatusError) *retryafter.StatusError {
+func classify(se *httperr.StatusError) *httperr.StatusError {
 	if se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests && se.Status != http.StatusRequestTimeout {
 		se.Class = ErrRejected
 	}
@@ -172,7 +172,7 @@ func checkBatch(appID string, n int) error {
 
 // send posts buf to baseURL+path, the one way every request goes to Heap:
 // bounded by Timeout, buf reused only once the transport is done with it,
-// a non-2xx answer a classified *retryafter.StatusError. op and appID
+// a non-2xx answer a classified *httperr.StatusError. op and appID
 // label errors.
 func (c *Client) send(ctx context.Context, baseURL, path, op, appID string, buf *bodyBuf) error {
 	if c.Timeout > 0 {
@@ -202,7 +202,7 @@ func (c *Client) send(ctx context.Context, baseURL, path, op, appID string, buf 
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBodyBytes)) // the connection is kept for the next request
 		return nil
 	}
-	return fmt.Errorf("heap %s app %s: %w", op, appID, classify(retryafter.Read("heap", resp, maxErrorBodyBytes)))
+	return fmt.Errorf("heap %s app %s: %w", op, appID, classify(httperr.Read("heap", resp, maxErrorBodyBytes)))
 }
 
 // bodyBuf is a request body's bytes, reused once send and every reader of
@@ -291,7 +291,7 @@ type UserPropertiesRequest struct {
 // AddUserProperties posts body, a complete add_user_properties request in
 // either shape, to baseURL unchanged: the identity feed forwards the request
 // it validated, encoded again. appID only labels errors. Errors are
-// classified as Track's: a *retryafter.StatusError, ErrRejected for 4xx but
+// classified as Track's: a *httperr.StatusError, ErrRejected for 4xx but
 // 408 and 429, Retryable for the rest, RetryAfter for Heap's wait.
 func (c *Client) AddUserProperties(ctx context.Context, baseURL, appID string, body []byte) error {
 	if len(body) > maxUserPropertiesBodyBytes {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 func TestTruncate(t *testing.T) {
@@ -310,9 +310,9 @@ func TestTrackStatus(t *testing.T) {
 			if !tt.wantErr {
 				return
 			}
-			var se *retryafter.StatusError
+			var se *httperr.StatusError
 			if !errors.As(err, &se) {
-				t.Fatalf("errors.As(%v, *retryafter.StatusError) = false", err)
+				t.Fatalf("errors.As(%v, *httperr.StatusError) = false", err)
 			}
 			if se.Status != tt.status || se.Body != strings.TrimSpace(tt.body) {
 				t.Errorf("StatusError = {%d, %q}, want {%d, %q}", se.Status, se.Body, tt.status, strings.TrimSpace(tt.body))
@@ -331,9 +331,9 @@ func TestTrackErrorBodyBounded(t *testing.T) {
 	}))
 	defer srv.Close()
 	err := (&Client{HTTP: srv.Client()}).Track(context.Background(), srv.URL, "1", events(1))
-	var se *retryafter.StatusError
+	var se *httperr.StatusError
 	if !errors.As(err, &se) {
-		t.Fatalf("Track: err = %v, want a *retryafter.StatusError", err)
+		t.Fatalf("Track: err = %v, want a *httperr.StatusError", err)
 	}
 	if len(se.Body) > maxErrorBodyBytes {
 		t.Errorf("StatusError.Body is %d bytes, want at most %d", len(se.Body), maxErrorBodyBytes)
@@ -383,7 +383,7 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 				if errors.Is(err, ErrRejected) != c.wantRejected || Retryable(err) != c.retryable {
 					t.Errorf("%s: rejected %v retryable %v, want %v %v", name, errors.Is(err, ErrRejected), Retryable(err), c.wantRejected, c.retryable)
 				}
-				var se *retryafter.StatusError
+				var se *httperr.StatusError
 				if !errors.As(err, &se) || se.Body != c.body {
 					t.Errorf("%s: StatusError.Body %q, want Heap's answer %q for inspection", name, se.Body, c.body)
 				}
@@ -393,9 +393,9 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 	// The same refusal has the same digest whoever it quotes (the digest is
 	// of the redacted answer: it confirms no guessed address); another
 	// refusal has another.
-	a := (&retryafter.StatusError{API: "heap", Status: 400, Body: body}).Error()
-	b := (&retryafter.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "alice", "bob", 1)}).Error()
-	d := (&retryafter.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "refused", "blocked", 1)}).Error()
+	a := (&httperr.StatusError{API: "heap", Status: 400, Body: body}).Error()
+	b := (&httperr.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "alice", "bob", 1)}).Error()
+	d := (&httperr.StatusError{API: "heap", Status: 400, Body: strings.Replace(body, "refused", "blocked", 1)}).Error()
 	digest := func(s string) string {
 		_, d, _ := strings.Cut(s, "sha256:")
 		return d[:8]
@@ -404,7 +404,7 @@ func TestStatusErrorRedactsAnswer(t *testing.T) {
 		t.Errorf("digests: %q, %q, %q: want the first two equal, the third different", a, b, d)
 	}
 	// A long answer is cut; one line whatever Heap sent.
-	long := (&retryafter.StatusError{API: "heap", Status: 400, Body: "line one\n\tline two " + strings.Repeat("x", 4000)}).Error()
+	long := (&httperr.StatusError{API: "heap", Status: 400, Body: "line one\n\tline two " + strings.Repeat("x", 4000)}).Error()
 	if !strings.Contains(long, ": line one line two xxx") || !strings.Contains(long, "x… (body sha256:") ||
 		strings.ContainsAny(long, "\n\t") || utf8.RuneCountInString(long) > 300 {
 		t.Errorf("long answer shown as %q", long)

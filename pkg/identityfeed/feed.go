@@ -31,7 +31,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 // Path is the feed's route.
@@ -199,7 +199,7 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config
 	}
 	// Heap's answer body is not logged: it may quote the caller's values.
 	// StatusError.Error, which redacts it, is what the caller is told.
-	var se *retryafter.StatusError
+	var se *httperr.StatusError
 	heapStatus := 0
 	if errors.As(err, &se) {
 		heapStatus = se.Status
@@ -228,7 +228,7 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config
 // heapReason is what the caller is told of Heap's failure: its status and
 // its answer with addresses redacted (StatusError.Error), or why there is none.
 func heapReason(err error) string {
-	var se *retryafter.StatusError
+	var se *httperr.StatusError
 	switch {
 	case errors.As(err, &se):
 		return se.Error()
@@ -411,6 +411,6 @@ func (h *handler) fail(w http.ResponseWriter, source, rid string, p *problem) {
 	// A reason may quote a caller's property key: the caller reads it whole,
 	// the log without anything address-like.
 	h.cfg.Log.Info("identities refused", zap.String("source", source), zap.String("request_id", rid),
-		zap.Int("status", p.status), zap.String("reason", retryafter.RedactAddresses(p.msg)))
+		zap.Int("status", p.status), zap.String("reason", httperr.RedactAddresses(p.msg)))
 	httpjson.Write(w, p.status, map[string]string{"error": p.msg, "request_id": rid})
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 // API limits (DESIGN.md §2).
@@ -63,28 +63,28 @@ func (c Credentials) Account() string {
 }
 
 // Classification of API errors: an error answer is a
-// *retryafter.StatusError whose Class is one of these, or nil when a later
+// *httperr.StatusError whose Class is one of these, or nil when a later
 // try may succeed.
 var (
 	// ErrNotFound: the campaign is gone; stop polling it.
-	ErrNotFound = retryafter.Permanent("mailchimp: not found")
+	ErrNotFound = httperr.Permanent("mailchimp: not found")
 	// ErrUnauthorized: the key or token was refused; the source needs reconnecting.
-	ErrUnauthorized = retryafter.Permanent("mailchimp: credentials refused")
+	ErrUnauthorized = httperr.Permanent("mailchimp: credentials refused")
 	// errRefused: another answer retrying cannot change (400, 405 ...).
-	errRefused = retryafter.Permanent("mailchimp: request refused")
+	errRefused = httperr.Permanent("mailchimp: request refused")
 )
 
 // Retryable reports whether err may succeed later: 429, 403 without a body
 // (Mailchimp's other way of saying "too many connections"), 5xx, timeouts
 // and transport failures.
-func Retryable(err error) bool { return retryafter.Retryable(err) }
+func Retryable(err error) bool { return httperr.Retryable(err) }
 
 // RetryAfter returns the wait Mailchimp asked for, if any.
-func RetryAfter(err error) time.Duration { return retryafter.Of(err) }
+func RetryAfter(err error) time.Duration { return httperr.Of(err) }
 
 // classifyAnswer is Mailchimp's answer with its Class; title is its
 // application/problem+json title, if any.
-func classifyAnswer(se *retryafter.StatusError, title string) *retryafter.StatusError {
+func classifyAnswer(se *httperr.StatusError, title string) *httperr.StatusError {
 	switch s := se.Status; {
 	case s == http.StatusNotFound:
 		se.Class = ErrNotFound
@@ -189,7 +189,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 		Error string `json:"error"`
 	}
 	if json.Unmarshal(body, &probe) == nil && probe.Error != "" {
-		return fmt.Errorf("mailchimp %s: token refused: %w", path, &retryafter.StatusError{
+		return fmt.Errorf("mailchimp %s: token refused: %w", path, &httperr.StatusError{
 			API: "mailchimp", Status: http.StatusUnauthorized, Body: string(body[:min(len(body), maxErrorBodyBytes)]), Class: ErrUnauthorized})
 	}
 	if err := json.Unmarshal(body, out); err != nil {
@@ -200,8 +200,8 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 
 // apiError is resp's error answer, classified by its status and, from
 // application/problem+json when present, its title.
-func apiError(resp *http.Response) *retryafter.StatusError {
-	se := retryafter.Read("mailchimp", resp, maxErrorBodyBytes)
+func apiError(resp *http.Response) *httperr.StatusError {
+	se := httperr.Read("mailchimp", resp, maxErrorBodyBytes)
 	var p struct {
 		Title string `json:"title"`
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 // TestClientClassifiesAnswers: each answer Mailchimp gives maps to one
@@ -61,7 +61,7 @@ func TestClientClassifiesAnswers(t *testing.T) {
 					errors.Is(err, mailchimp.ErrNotFound), errors.Is(err, mailchimp.ErrUnauthorized), mailchimp.RetryAfter(err))
 			}
 			// An error answer is shown with addresses redacted, and kept whole for inspection.
-			var se *retryafter.StatusError
+			var se *httperr.StatusError
 			if c.status/100 != 2 && (!errors.As(err, &se) || se.Status != c.status || se.Body != c.body) {
 				t.Errorf("err %v: want a StatusError of the answer", err)
 			}

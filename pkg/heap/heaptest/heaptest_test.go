@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -578,7 +578,7 @@ func TestRateLimits(t *testing.T) {
 					kept += len(evs)
 				} else {
 					throttled++
-					var se *retryafter.StatusError
+					var se *httperr.StatusError
 					if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests {
 						t.Fatalf("step %d (t0+%v): Track: %v, want HTTP 429", i, clk.Now().Sub(t0), err)
 					}
@@ -654,9 +654,9 @@ func TestInject(t *testing.T) {
 			}
 			continue
 		}
-		var se *retryafter.StatusError
+		var se *httperr.StatusError
 		if !errors.As(err, &se) {
-			t.Fatalf("request %d: Track: %v, want a *retryafter.StatusError", i, err)
+			t.Fatalf("request %d: Track: %v, want a *httperr.StatusError", i, err)
 		}
 		if got := [4]any{se.API, se.Status, se.RetryAfter, se.Body}; got != [4]any{"heap", tt.status, tt.retryAfter, tt.body} {
 			t.Errorf("request %d: StatusError %v, want heap %d %v %q", i, got, tt.status, tt.retryAfter, tt.body)

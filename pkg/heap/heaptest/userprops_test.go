@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/retryafter"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
 func addUserProperties(t *testing.T, srv *Server, body string) error {
@@ -126,7 +126,7 @@ func TestUserPropertiesRateLimit(t *testing.T) {
 	if !heap.Retryable(err) || errors.Is(err, heap.ErrRejected) {
 		t.Fatalf("31st request: %v, want a retryable refusal", err)
 	}
-	var se *retryafter.StatusError
+	var se *httperr.StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusTooManyRequests {
 		t.Fatalf("31st request: %v, want 429", err)
 	}
@@ -188,7 +188,7 @@ func TestUserPropertiesFaults(t *testing.T) {
 		t.Fatalf("after the faults: %v", err)
 	}
 	err = addUserProperties(t, srv, `{"app_id":"app1","identity":"poison","properties":{}}`)
-	var se *retryafter.StatusError
+	var se *httperr.StatusError
 	if !errors.Is(err, heap.ErrRejected) || heap.Retryable(err) || !errors.As(err, &se) || se.Body != `{"error":"poison"}` {
 		t.Fatalf("poison: %v, want a permanent 400 with Heap's body", err)
 	}

@@ -1,9 +1,9 @@
-// Package retryafter is how the vendors' clients (Heap, Mailchimp) classify
+// Package httperr is how the vendors' clients (Heap, Mailchimp) classify
 // an HTTP answer: the wait its Retry-After header asks for (Parse), the
 // StatusError a non-2xx answer becomes, and whether trying again may help
 // (Retryable, Of). Each vendor keeps its own sentinel errors, made with
 // Permanent when no later try can help, and sets them as an answer's Class.
-package retryafter
+package httperr
 
 import (
 	"context"

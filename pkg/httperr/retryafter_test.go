@@ -1,4 +1,4 @@
-package retryafter
+package httperr
 
 import (
 	"context"
