@@ -16,6 +16,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 )
 
 // TestStackRedisFailover: a Sentinel failover forced while Mandrill batches
@@ -29,9 +30,9 @@ func TestStackRedisFailover(t *testing.T) {
 	}
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, app)
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	sig := fixtures.Mandrill()
 	open := fixtureEvent(t, "open")
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 )
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
@@ -65,9 +66,9 @@ next:
 // what the end-to-end run did.
 func TestStackMetrics(t *testing.T) {
 	prefix := kafkatest.Prefix(t)
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, prefix+"app")
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	postFixtures(t, info.IngressURL)
 	waitAccepted(t, info.Sink, 5, 60*time.Second)
 	var fams map[string]*dto.MetricFamily
