@@ -32,6 +32,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport/child"
 )
 
 // TestMain lets the test binary run as a mapper or an emitter process, so
@@ -39,13 +41,15 @@ import (
 // EO_RELEASE picks the build a child plays (versions_test.go) and
 // EO_LOG_LEVEL its log level (default warn).
 func TestMain(m *testing.M) {
-	if role := os.Getenv("EO_ROLE"); role != "" {
-		os.Exit(child(role))
-	}
+	testsupport.RunRole(map[string]func() int{
+		"mapper":  func() int { return runRole("mapper") },
+		"emitter": func() int { return runRole("emitter") },
+	})
 	goleak.VerifyTestMain(m)
 }
 
-func child(role string) int {
+// runRole is a mapper or emitter process, as the service runs it.
+func runRole(role string) int {
 	env, err := config.LoadEnv(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -89,7 +93,7 @@ type proc struct {
 	env    []string
 	logf   *os.File
 	mu     sync.Mutex
-	cmd    *exec.Cmd
+	cur    *child.Proc // the running process; nil before the first or after a failed start
 	stop   bool
 	starts int
 	kills  int
@@ -110,11 +114,7 @@ func startProc(t *testing.T, role string, env []string) *proc {
 	t.Cleanup(func() {
 		p.stopAndWait()
 		if t.Failed() || os.Getenv("EO_LOGS") != "" {
-			b, _ := os.ReadFile(f.Name())
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("%s log tail:\n%s", p.name(), b)
+			t.Logf("%s log tail:\n%s", p.name(), child.Tail(f, 4000))
 		}
 		f.Close()
 	})
@@ -129,15 +129,12 @@ func (p *proc) loop() {
 			p.mu.Unlock()
 			return
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), append(p.env, "EO_ROLE="+p.role)...)
-		cmd.Stdout, cmd.Stderr = p.logf, p.logf
-		err := cmd.Start()
-		p.cmd = cmd
+		c, err := testsupport.ExecRole(p.role, p.logf, p.env)
+		p.cur = c
 		p.starts++
 		p.mu.Unlock()
 		if err == nil {
-			cmd.Wait()
+			<-c.Done()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -163,12 +160,14 @@ func (p *proc) name() string {
 func (p *proc) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil && p.cmd.Process != nil && !p.stop {
-		p.cmd.Process.Kill()
+	if p.cur != nil && !p.stop {
+		p.cur.Kill()
 		p.kills++
 	}
 }
 
+// stopAndWait ends the crash loop: SIGTERM to the running process, SIGKILL
+// after 30 s (counted as hung).
 func (p *proc) stopAndWait() {
 	p.mu.Lock()
 	if p.stop {
@@ -177,20 +176,14 @@ func (p *proc) stopAndWait() {
 		return
 	}
 	p.stop = true
-	cmd := p.cmd
+	c := p.cur
 	p.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
+	if c != nil && c.Stop(30*time.Second) {
 		p.mu.Lock()
 		p.hung++
 		p.mu.Unlock()
-		cmd.Process.Kill()
-		<-p.done
 	}
+	<-p.done
 }
 
 // scenario is one fault run.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func RunRole(roles map[string]func() int) {
 // ExecRole starts the test binary in role with env (after this process's
 // own), no tests run, its output to log.
 func ExecRole(role string, log *os.File, env []string) (*child.Proc, error) {
-	return child.Start(role, log, append(env, roleEnv+"="+role), os.Args[0], "-test.run=^$")
+	return child.Start(role, log, append(slices.Clip(env), roleEnv+"="+role), os.Args[0], "-test.run=^$")
 }
 
 // StartRole starts the test binary in role with env, its output to a log
