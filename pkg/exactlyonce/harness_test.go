@@ -382,6 +382,7 @@ func writeReport(t *testing.T, summary map[string]any) {
 
 // run executes a scenario and checks the invariant; it writes the report.
 func run(t *testing.T, sc scenario) {
+	testsupport.Integration(t, "runs the mapper and emitter as child processes")
 	kc := newCluster(t)
 	prefix := kafkatest.Prefix(t)
 	topics := ensureTopics(t, kc.brokers, prefix, 3)

@@ -28,6 +28,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestRollingUpgrade: single-object encoding, release A (writes version 1,
@@ -63,6 +64,7 @@ func TestRollingUpgradeRegistry(t *testing.T) { rollingUpgrade(t, "v1", "B", tru
 // in heap.events.pending until the identity of their address arrives on
 // heap.identities; s0 and s1 join on the email itself.
 func rollingUpgrade(t *testing.T, oldRel, newRel string, withRegistry bool) {
+	testsupport.Integration(t, "runs the mapper and emitters as child processes")
 	const n, chunks = 12000, 8 // every address has three events in each quarter
 	r := newRolling(t, oldRel, newRel, withRegistry, n)
 	r.feed(0)

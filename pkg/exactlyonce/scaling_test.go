@@ -15,6 +15,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestExactlyOnceScaling runs 3 mapper and 2 emitter processes as members of
@@ -22,6 +23,7 @@ import (
 // members join, leave with SIGTERM, crash with SIGKILL and come back, with
 // events flowing all the while.
 func TestExactlyOnceScaling(t *testing.T) {
+	testsupport.Integration(t, "runs mappers and emitters as child processes")
 	const n = 3000
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.Prefix(t)

@@ -125,6 +125,7 @@ func pendingCount(t *testing.T, rdb *redis.Client, app string) int64 {
 // before, after, through an address change, and never; then Redis flushed
 // mid-run and rebuilt from Kafka with nothing lost.
 func TestStackLateBinding(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
 	env := stacktest.Env(t, prefix)

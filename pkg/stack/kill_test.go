@@ -65,9 +65,7 @@ func waitReady(t *testing.T, url string) {
 // are delivered after the process is killed with SIGKILL and restarted on
 // the same DATA_DIR.
 func TestStackSurvivesKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the stack as a child process twice")
-	}
+	testsupport.Integration(t, "starts the stack as a child process twice")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
 	sink := heaptest.NewServer(t)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
@@ -65,6 +66,7 @@ next:
 // TestStackMetrics: /metrics is scraped and parsed, and its counters tell
 // what the end-to-end run did.
 func TestStackMetrics(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
 	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, prefix+"app")

@@ -22,6 +22,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 const secret = "e2e-secret-0123456789"
@@ -151,6 +152,7 @@ func expected(app string) []string {
 // TestStackEndToEnd posts the fixtures to a running stack (real Redis,
 // in-process Kafka or KAFKA_BROKERS) and checks exactly what Heap keeps.
 func TestStackEndToEnd(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
 	env := stacktest.Env(t, prefix)
@@ -178,6 +180,7 @@ func TestStackEndToEnd(t *testing.T) {
 
 // TestStackDemo is `make run`: no SOURCES_FILE, DEMO=1, events reach the sink.
 func TestStackDemo(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	env := stacktest.Env(t, kafkatest.Prefix(t))
 	// The demo's app id is fixed: a Redis of its own keeps another run's
 	// delivery ledger from saying its events were already sent.

@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // chromium returns Debian's chromium; the test skips without one, except in
@@ -128,6 +129,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the Heap stand-in) and watches a source's page in headless Chromium move
 // from Waiting For Data to Connected once a webhook's event reached Heap.
 func TestStatusPageBrowser(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack and a browser")
 	bin := chromium(t)
 	id := "page-" + randomHex(4) // unique: tests may share one Redis
 	src := config.Source{

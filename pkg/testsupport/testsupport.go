@@ -27,3 +27,12 @@ func WaitForEvery(t testing.TB, what string, within, interval time.Duration, con
 		time.Sleep(interval)
 	}
 }
+
+// Integration skips t under -short: the test starts child processes or
+// real servers, or takes more than a couple of seconds. why says which.
+func Integration(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration: " + why)
+	}
+}
