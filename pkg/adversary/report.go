@@ -1,8 +1,6 @@
 package adversary
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/perf"
 )
 
 // Report is one run: a Result per attack.
@@ -278,12 +278,4 @@ func counts(m map[string]int) string {
 }
 
 // WriteJSON writes the report to path.
-func (r *Report) WriteJSON(path string) error {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return err
-	}
-	return os.WriteFile(path, b.Bytes(), 0o644)
-}
+func (r *Report) WriteJSON(path string) error { return perf.WriteJSON(path, r) }

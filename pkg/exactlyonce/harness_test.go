@@ -31,6 +31,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport/child"
 )
 
 // TestMain lets the test binary run as a mapper or an emitter process, so
@@ -38,13 +40,15 @@ import (
 // EO_RELEASE picks the build a child plays (versions_test.go) and
 // EO_LOG_LEVEL its log level (default warn).
 func TestMain(m *testing.M) {
-	if role := os.Getenv("EO_ROLE"); role != "" {
-		os.Exit(child(role))
-	}
+	testsupport.RunRole(map[string]func() int{
+		"mapper":  func() int { return runRole("mapper") },
+		"emitter": func() int { return runRole("emitter") },
+	})
 	goleak.VerifyTestMain(m)
 }
 
-func child(role string) int {
+// runRole is a mapper or emitter process, as the service runs it.
+func runRole(role string) int {
 	env, err := config.LoadEnv(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -88,7 +92,7 @@ type proc struct {
 	env    []string
 	logf   *os.File
 	mu     sync.Mutex
-	cmd    *exec.Cmd
+	cur    *child.Proc // the running process; nil before the first or after a failed start
 	stop   bool
 	starts int
 	kills  int
@@ -109,11 +113,7 @@ func startProc(t *testing.T, role string, env []string) *proc {
 	t.Cleanup(func() {
 		p.stopAndWait()
 		if t.Failed() || os.Getenv("EO_LOGS") != "" {
-			b, _ := os.ReadFile(f.Name())
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("%s log tail:\n%s", p.name(), b)
+			t.Logf("%s log tail:\n%s", p.name(), child.Tail(f, 4000))
 		}
 		f.Close()
 	})
@@ -128,15 +128,12 @@ func (p *proc) loop() {
 			p.mu.Unlock()
 			return
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), append(p.env, "EO_ROLE="+p.role)...)
-		cmd.Stdout, cmd.Stderr = p.logf, p.logf
-		err := cmd.Start()
-		p.cmd = cmd
+		c, err := testsupport.ExecRole(p.role, p.logf, p.env)
+		p.cur = c
 		p.starts++
 		p.mu.Unlock()
 		if err == nil {
-			cmd.Wait()
+			<-c.Done()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -162,12 +159,14 @@ func (p *proc) name() string {
 func (p *proc) kill() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd != nil && p.cmd.Process != nil && !p.stop {
-		p.cmd.Process.Kill()
+	if p.cur != nil && !p.stop {
+		p.cur.Kill()
 		p.kills++
 	}
 }
 
+// stopAndWait ends the crash loop: SIGTERM to the running process, SIGKILL
+// after 30 s (counted as hung).
 func (p *proc) stopAndWait() {
 	p.mu.Lock()
 	if p.stop {
@@ -176,20 +175,14 @@ func (p *proc) stopAndWait() {
 		return
 	}
 	p.stop = true
-	cmd := p.cmd
+	c := p.cur
 	p.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Signal(syscall.SIGTERM)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
+	if c != nil && c.Stop(30*time.Second) {
 		p.mu.Lock()
 		p.hung++
 		p.mu.Unlock()
-		cmd.Process.Kill()
-		<-p.done
 	}
+	<-p.done
 }
 
 // scenario is one fault run.
@@ -386,8 +379,9 @@ func writeReport(t *testing.T, summary map[string]any) {
 	}
 }
 
-// run executes a scenario and checks the invariant; it returns the report.
+// run executes a scenario and checks the invariant; it writes the report.
 func run(t *testing.T, sc scenario) {
+	testsupport.Integration(t, "runs the mapper and emitter as child processes")
 	kc := newCluster(t)
 	prefix := kafkatest.Prefix(t)
 	topics := ensureTopics(t, kc.brokers, prefix, 3)
@@ -401,8 +395,65 @@ func run(t *testing.T, sc scenario) {
 	}
 
 	sourcesFile, sources := writeSources(t, prefix)
-
 	var emitterProc atomic.Pointer[proc]
+	sink, faults := faultyHeap(t, sc, &emitterProc)
+
+	env := []string{
+		"KAFKA_BROKERS=" + strings.Join(kc.brokers, ","),
+		"TOPIC_PREFIX=" + prefix,
+		"REDIS_URL=" + redisURL,
+		"HEAP_API_URL=" + sink.URL,
+		"HEAP_TIMEOUT=1s",
+		"SOURCES_FILE=" + sourcesFile,
+		"INSTANCE_ID=" + prefix + "1",
+		"ADMIN_ADDR=127.0.0.1:0",
+	}
+	in := inputs(sc.events, sc.poison)
+	expected, err := exactlyonce.Expected(sources, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := events.NewCodec()
+	ctx, cancel := context.WithCancel(context.Background())
+	dead := collect(ctx, t, kc.brokers, topics.EventsDLQ, codec)
+	defer cancel()
+
+	mapperProc := startProc(t, "mapper", env)
+	emitterProc.Store(startProc(t, "emitter", env))
+
+	prod, err := kgo.NewClient(kafkatest.Opts(t, kc.brokers)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	start := time.Now()
+	feedFaults(t, sc, kc, prod, topics.Raw, in, mapperProc, redisSrv)
+
+	awaitDelivered(expected, sink.Sink, dead, 5*time.Minute)
+	elapsed := time.Since(start)
+	time.Sleep(time.Second) // a late double would show now
+	mapperProc.stopAndWait()
+	emitterProc.Load().stopAndWait()
+	rep := exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
+	st := sink.Stats()
+	em := emitterProc.Load()
+	writeReport(t, map[string]any{
+		"test": t.Name(), "kafka": kafkatest.Name(),
+		"inputs": len(in), "expected": rep.Expected, "delivered": rep.Delivered, "dead_lettered": rep.DeadLettered,
+		"resent_then_deduplicated_by_heap": st.Duplicates, "heap_requests": st.Requests, "heap_faults_injected": faults.Load(),
+		"heap_429_for_limits": st.Throttled, "mapper_kills": mapperProc.kills, "mapper_starts": mapperProc.starts,
+		"emitter_kills": em.kills, "emitter_starts": em.starts,
+		"seconds": elapsed.Round(100 * time.Millisecond).Seconds(), "ok": rep.OK(),
+		"mapper_batches_aborted_and_retried": mapperProc.count("batch aborted"),
+		"emitter_retries_logged":             em.count("retrying"),
+	})
+	checkScenario(t, sc, rep, st, mapperProc, em)
+}
+
+// faultyHeap is the Heap stand-in of a scenario: it refuses the poison
+// event, injects the scenario's faults (counted), and SIGKILLs the emitter
+// as the scenario asks.
+func faultyHeap(t *testing.T, sc scenario, emitterProc *atomic.Pointer[proc]) (*heaptest.Server, *atomic.Int64) {
 	var faults, requests, emitterKillsLeft atomic.Int64
 	emitterKillsLeft.Store(int64(sc.emitterKills))
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -443,53 +494,18 @@ func run(t *testing.T, sc scenario) {
 			}
 		}),
 	)
+	return sink, &faults
+}
 
-	env := []string{
-		"KAFKA_BROKERS=" + strings.Join(kc.brokers, ","),
-		"TOPIC_PREFIX=" + prefix,
-		"REDIS_URL=" + redisURL,
-		"HEAP_API_URL=" + sink.URL,
-		"HEAP_TIMEOUT=1s",
-		"SOURCES_FILE=" + sourcesFile,
-		"INSTANCE_ID=" + prefix + "1",
-		"ADMIN_ADDR=127.0.0.1:0",
-	}
-	in := inputs(sc.events, sc.poison)
-	expected, err := exactlyonce.Expected(sources, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, _ := events.NewCodec()
-	ctx, cancel := context.WithCancel(context.Background())
-	dead := collect(ctx, t, kc.brokers, topics.EventsDLQ, codec)
-	defer cancel()
-
-	mapperProc := startProc(t, "mapper", env)
-	emitterProc.Store(startProc(t, "emitter", env))
-
-	prod, err := kgo.NewClient(kafkatest.Opts(t, kc.brokers)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	start := time.Now()
+// feedFaults produces the input to raw in ten chunks, with the scenario's
+// mapper kills, Redis restart or broker restart between them, then the
+// mapper kills past the input.
+func feedFaults(t *testing.T, sc scenario, kc *cluster, prod *kgo.Client, raw string, in []exactlyonce.Input, mapperProc *proc, redisSrv *redistest.Server) {
+	t.Helper()
 	var restarted sync.WaitGroup
 	const chunks = 10
 	for c := range chunks {
-		var recs []*kgo.Record
-		for _, i := range in[c*len(in)/chunks : (c+1)*len(in)/chunks] {
-			recs = append(recs, &kgo.Record{Topic: topics.Raw, Key: []byte(i.Source), Value: i.Raw, Headers: []kgo.RecordHeader{
-				{Key: kafka.HeaderSource, Value: []byte(i.Source)},
-				{Key: kafka.HeaderKind, Value: []byte(i.Kind)},
-				{Key: kafka.HeaderReceivedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-			}})
-		}
-		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := prod.ProduceSync(pctx, recs...).FirstErr()
-		pcancel()
-		if err != nil {
-			t.Fatalf("produce chunk %d: %v", c, err)
-		}
+		produceChunk(t, prod, c, rawRecords(raw, in[c*len(in)/chunks:(c+1)*len(in)/chunks]))
 		switch {
 		case sc.mapperKills > 0 && c%2 == 1 && c/2 < sc.mapperKills:
 			time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
@@ -508,34 +524,48 @@ func run(t *testing.T, sc scenario) {
 		time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
 		mapperProc.kill()
 	}
-
 	restarted.Wait()
-	deadline := time.Now().Add(5 * time.Minute)
-	var rep exactlyonce.Report
+}
+
+// rawRecords are inputs as ingress writes them to mailchimp.raw.
+func rawRecords(raw string, in []exactlyonce.Input) []*kgo.Record {
+	var recs []*kgo.Record
+	for _, i := range in {
+		recs = append(recs, &kgo.Record{Topic: raw, Key: []byte(i.Source), Value: i.Raw, Headers: []kgo.RecordHeader{
+			{Key: kafka.HeaderSource, Value: []byte(i.Source)},
+			{Key: kafka.HeaderKind, Value: []byte(i.Kind)},
+			{Key: kafka.HeaderReceivedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+		}})
+	}
+	return recs
+}
+
+// produceChunk produces chunk c's records, failing t after 60 s.
+func produceChunk(t *testing.T, prod *kgo.Client, c int, recs []*kgo.Record) {
+	t.Helper()
+	pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	err := prod.ProduceSync(pctx, recs...).FirstErr()
+	pcancel()
+	if err != nil {
+		t.Fatalf("produce chunk %d: %v", c, err)
+	}
+}
+
+// awaitDelivered waits until nothing expected is missing, or within passes.
+func awaitDelivered(expected map[string]events.Event, sink *heaptest.Sink, dead *collector, within time.Duration) {
+	deadline := time.Now().Add(within)
 	for {
-		rep = exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
+		rep := exactlyonce.Check(expected, delivered(sink), dead.all())
 		if len(rep.Missing) == 0 || time.Now().After(deadline) {
-			break
+			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	elapsed := time.Since(start)
-	time.Sleep(time.Second) // a late double would show now
-	mapperProc.stopAndWait()
-	emitterProc.Load().stopAndWait()
-	rep = exactlyonce.Check(expected, delivered(sink.Sink), dead.all())
-	st := sink.Stats()
-	summary := map[string]any{
-		"test": t.Name(), "kafka": kafkatest.Name(),
-		"inputs": len(in), "expected": rep.Expected, "delivered": rep.Delivered, "dead_lettered": rep.DeadLettered,
-		"resent_then_deduplicated_by_heap": st.Duplicates, "heap_requests": st.Requests, "heap_faults_injected": faults.Load(),
-		"heap_429_for_limits": st.Throttled, "mapper_kills": mapperProc.kills, "mapper_starts": mapperProc.starts,
-		"emitter_kills": emitterProc.Load().kills, "emitter_starts": emitterProc.Load().starts,
-		"seconds": elapsed.Round(100 * time.Millisecond).Seconds(), "ok": rep.OK(),
-		"mapper_batches_aborted_and_retried": mapperProc.count("batch aborted"),
-		"emitter_retries_logged":             emitterProc.Load().count("retrying"),
-	}
-	writeReport(t, summary)
+}
+
+// checkScenario fails t on what a scenario must show.
+func checkScenario(t *testing.T, sc scenario, rep exactlyonce.Report, st heaptest.Stats, mapperProc, emitterProc *proc) {
+	t.Helper()
 	if !rep.OK() {
 		t.Fatalf("exactly-once violated: %s", rep)
 	}
@@ -551,10 +581,10 @@ func run(t *testing.T, sc scenario) {
 	if sc.mapperKills > 0 && mapperProc.kills < sc.mapperKills {
 		t.Errorf("mapper killed %d times, want %d", mapperProc.kills, sc.mapperKills)
 	}
-	if sc.emitterKills > 0 && emitterProc.Load().kills == 0 {
+	if sc.emitterKills > 0 && emitterProc.kills == 0 {
 		t.Error("the emitter was never killed")
 	}
-	if n := mapperProc.hung + emitterProc.Load().hung; n != 0 {
+	if n := mapperProc.hung + emitterProc.hung; n != 0 {
 		t.Errorf("%d SIGTERMed processes did not exit within 30 s", n)
 	}
 }

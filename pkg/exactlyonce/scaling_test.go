@@ -13,9 +13,9 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestExactlyOnceScaling runs 3 mapper and 2 emitter processes as members of
@@ -23,6 +23,7 @@ import (
 // members join, leave with SIGTERM, crash with SIGKILL and come back, with
 // events flowing all the while.
 func TestExactlyOnceScaling(t *testing.T) {
+	testsupport.Integration(t, "runs mappers and emitters as child processes")
 	const n = 3000
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.Prefix(t)
@@ -69,20 +70,7 @@ func TestExactlyOnceScaling(t *testing.T) {
 	var churn []string
 	const chunks = 12
 	for c := range chunks {
-		var recs []*kgo.Record
-		for _, i := range in[c*len(in)/chunks : (c+1)*len(in)/chunks] {
-			recs = append(recs, &kgo.Record{Topic: topics.Raw, Key: []byte(i.Source), Value: i.Raw, Headers: []kgo.RecordHeader{
-				{Key: kafka.HeaderSource, Value: []byte(i.Source)},
-				{Key: kafka.HeaderKind, Value: []byte(i.Kind)},
-				{Key: kafka.HeaderReceivedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-			}})
-		}
-		pctx, pcancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := prod.ProduceSync(pctx, recs...).FirstErr()
-		pcancel()
-		if err != nil {
-			t.Fatalf("produce chunk %d: %v", c, err)
-		}
+		produceChunk(t, prod, c, rawRecords(topics.Raw, in[c*len(in)/chunks:(c+1)*len(in)/chunks]))
 		step := func(s string) { churn = append(churn, s) }
 		switch c {
 		case 1: // scale out to 3 + 2

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 )
 
 // TestClientClassifiesAnswers: each answer Mailchimp gives maps to one

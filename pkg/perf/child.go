@@ -12,10 +12,7 @@ import (
 	"runtime/trace"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 )
 
@@ -58,8 +55,9 @@ func profile(dir, name string) (stop func()) {
 
 // RunChild runs the role named in RoleEnv and reports whether there was one.
 // Each role is its service's process: service.Main's configuration, logger
-// and deps; ingress is service.Ingress, mapper and emitter mirror
-// service.Mapper and service.Emitter's configuration of their loops.
+// and deps; ingress is service.Ingress, mapper and emitter run their loops
+// as service.MapperConfig and service.EmitterConfig build them, changing
+// only what a stage must.
 func RunChild() bool {
 	role := os.Getenv(RoleEnv)
 	if role == "" {
@@ -85,26 +83,12 @@ func RunChild() bool {
 		// The emitter as service.Emitter configures it; unpaced, without the
 		// pacer: its own cost into a Heap with no limits (the pacing stage
 		// measures pacing).
-		var pacer emitter.Pacer
 		service.Main("emitter", func(ctx context.Context, d *service.Deps) error {
-			if role == "emitter" {
-				pacer = pacing.NewApps(d.Redis)
+			cfg := service.EmitterConfig(d)
+			if role == "emitter-unpaced" {
+				cfg.Pacer = nil
 			}
-			return emitter.Run(ctx, emitter.Config{
-				Pacer:      pacer,
-				Brokers:    d.Brokers,
-				Topics:     d.Topics,
-				Group:      d.Env.TopicPrefix + "emitter",
-				InstanceID: d.Env.TopicPrefix + "emitter-" + d.InstanceID(),
-				Sources:    d.Sources,
-				Codec:      d.Codec,
-				Heap:       &heap.Client{Timeout: d.Env.HeapTimeout},
-				HeapURL:    d.Env.HeapAPIURL,
-				Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
-				Log:        d.Log.Named("emitter"),
-				Metrics:    d.Metrics,
-				ClientOpts: append(d.Conn.Opts("emitter"), d.Metrics.KafkaHooks("emitter")...),
-			})
+			return emitter.Run(ctx, cfg)
 		})
 	case "bare-http":
 		// The ingress floor: net/http answering 200 after reading the body.

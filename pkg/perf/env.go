@@ -29,6 +29,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport/child"
 )
 
 // Partitions of every topic the harness creates (the services' default).
@@ -200,11 +201,8 @@ func (e *Env) WriteSources(name string, srcs []config.Source) (string, error) {
 
 // Child is a service running in its own process, so its memory is its own.
 type Child struct {
-	Name string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	err  error
+	*child.Proc
+	log *os.File
 }
 
 // Start runs the harness executable as role with the service environment vars.
@@ -222,55 +220,25 @@ func (e *Env) StartExe(exe, name string, vars ...map[string]string) (*Child, err
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(),
-		"KAFKA_BROKERS="+strings.Join(e.Brokers, ","),
-		"REDIS_URL="+e.RedisURL,
+	env := []string{
+		"KAFKA_BROKERS=" + strings.Join(e.Brokers, ","),
+		"REDIS_URL=" + e.RedisURL,
 		"ADMIN_ADDR=127.0.0.1:0",
-		"INSTANCE_ID="+name,
+		"INSTANCE_ID=" + name,
 		"LOG_LEVEL=warn",
 		fmt.Sprintf("TOPIC_PARTITIONS=%d", Partitions),
-	)
+	}
 	for _, vs := range vars {
 		for k, v := range vs {
-			cmd.Env = append(cmd.Env, k+"="+v)
+			env = append(env, k+"="+v)
 		}
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	p, err := child.Start(name, logf, env, exe)
+	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, err
 	}
-	c := &Child{Name: name, cmd: cmd, log: logf, done: make(chan struct{})}
-	go func() { c.err = cmd.Wait(); close(c.done) }()
-	return c, nil
-}
-
-// Pid is the child's process id.
-func (c *Child) Pid() int { return c.cmd.Process.Pid }
-
-// Kill ends the child at once.
-func (c *Child) Kill() { c.cmd.Process.Kill() }
-
-// Exited reports an early exit, with the tail of the child's log.
-func (c *Child) Exited() error {
-	select {
-	case <-c.done:
-		return fmt.Errorf("%s exited: %v: %s", c.Name, c.err, c.tail())
-	default:
-		return nil
-	}
-}
-
-// Tail is the end of the child's log.
-func (c *Child) Tail() string { return c.tail() }
-
-func (c *Child) tail() string {
-	b, _ := os.ReadFile(c.log.Name())
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
+	return &Child{Proc: p, log: logf}, nil
 }
 
 // Stop asks the child to shut down (SIGTERM, then SIGKILL after 20 s) and
@@ -283,14 +251,8 @@ func (c *Child) Stop() (int64, error) { return c.StopWithin(20 * time.Second) }
 // StopWithin is Stop with grace before the SIGKILL.
 func (c *Child) StopWithin(grace time.Duration) (int64, error) {
 	defer c.log.Close()
-	hwm, hwmErr := vmHWM(c.cmd.Process.Pid)
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(grace):
-		c.cmd.Process.Kill()
-		<-c.done
-	}
+	hwm, hwmErr := vmHWM(c.Pid())
+	c.Proc.Stop(grace)
 	return hwm, hwmErr
 }
 

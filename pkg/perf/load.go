@@ -393,3 +393,39 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
+
+// produceEvents writes perApp mapped events per source to heap.events, apps
+// interleaved, 200 identities per app (Heap's per-identity limit is 1,000/min).
+func (e *Env) produceEvents(ctx context.Context, topics kafka.Topics, srcs []config.Source, perApp int) error {
+	codec, err := events.NewCodec()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	batch := make([]*kgo.Record, 0, 5000)
+	for k := range perApp {
+		for _, s := range srcs {
+			ident := email(k % 200)
+			ev := events.Event{ID: events.ID(s.HeapAppID, "perf", fmt.Sprint(k)), SourceID: s.ID, AppID: s.HeapAppID,
+				Identity: ident, EmailKey: events.EmailKey(ident), Name: events.NameOpen, Time: now,
+				CampaignID: "c0001", CampaignTitle: "October product update", ListID: "7c1e5d2a90", IP: "192.0.2.44",
+				Lineage: events.Lineage{Topic: topics.Raw, Offset: int64(k), Kind: mailchimp.KindMandrillEvent, ReceivedAt: now}}
+			val, err := codec.Encode(ev)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, &kgo.Record{Topic: topics.Events, Key: ev.Key(), Value: val, Headers: []kgo.RecordHeader{
+				{Key: kafka.HeaderSource, Value: []byte(ev.SourceID)},
+				{Key: kafka.HeaderEventID, Value: []byte(ev.ID)},
+				{Key: kafka.HeaderEventName, Value: []byte(ev.Name)},
+			}})
+			if len(batch) == cap(batch) {
+				if err := e.Kafka.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	return e.Kafka.ProduceSync(ctx, batch...).FirstErr()
+}

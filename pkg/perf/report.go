@@ -115,11 +115,14 @@ func num(f float64) string {
 }
 
 // WriteJSON writes the report to path.
-func (r *Report) WriteJSON(path string) error {
+func (r *Report) WriteJSON(path string) error { return WriteJSON(path, r) }
+
+// WriteJSON writes v to path as indented JSON: the harnesses' reports.
+func WriteJSON(path string, v any) error {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
 	return os.WriteFile(path, b.Bytes(), 0o644)

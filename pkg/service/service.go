@@ -27,19 +27,15 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/connect"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
@@ -450,26 +446,6 @@ func MapperConfig(d *Deps) mapper.Config {
 		Sessions:      d.Env.MapperSessions,
 		SessionOpts:   func(i int) []kgo.Opt { return d.Metrics.KafkaSessionHooks("mapper", i) },
 	}
-}
-
-// Emitter runs the emitter loop until ctx ends.
-func Emitter(ctx context.Context, d *Deps) error {
-	return emitter.Run(ctx, emitter.Config{
-		Brokers:    d.Brokers,
-		Topics:     d.Topics,
-		Group:      d.Env.TopicPrefix + "emitter",
-		InstanceID: d.Env.TopicPrefix + "emitter-" + d.InstanceID(),
-		Sources:    d.Sources,
-		Codec:      d.Codec,
-		Heap:       &heap.Client{Timeout: d.Env.HeapTimeout},
-		HeapURL:    d.Env.HeapAPIURL,
-		Pacer:      pacing.NewApps(d.Redis),
-		Ledger:     ledger.NewStore(d.Redis, d.Env.LedgerTTL),
-		Status:     status.NewStore(d.Redis),
-		Log:        d.Log.Named("emitter"),
-		Metrics:    d.Metrics,
-		ClientOpts: d.roleOpts("emitter"),
-	})
 }
 
 // Admin is the health and readiness API of the mapper and emitter.

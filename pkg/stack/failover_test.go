@@ -16,6 +16,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestStackRedisFailover: a Sentinel failover forced while Mandrill batches
@@ -29,9 +31,9 @@ func TestStackRedisFailover(t *testing.T) {
 	}
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, app)
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	sig := fixtures.Mandrill()
 	open := fixtureEvent(t, "open")
 
@@ -106,21 +108,15 @@ func clone(t *testing.T, m map[string]any) map[string]any {
 // until it is answered 200.
 func postUntilAccepted(t *testing.T, to string, form url.Values, sig string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsupport.WaitForEvery(t, "POST "+to+" accepted", 60*time.Second, 200*time.Millisecond, func() bool {
 		req, _ := http.NewRequest(http.MethodPost, to, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set(mailchimp.MandrillSignatureHdr, sig)
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("POST %s: not accepted within 60 s (last: %v)", to, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

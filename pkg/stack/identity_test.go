@@ -22,6 +22,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // joinKeySources: "acme" joins on a custom property and waits long for
@@ -100,18 +102,6 @@ func feed(t *testing.T, ingressURL, app string, pairs ...string) {
 	}
 }
 
-// waitFor polls cond until it holds, failing after within.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // delivered finds the event Heap kept for identity in campaign.
 func delivered(sink *heaptest.Sink, ident, campaign string) (heaptest.Accepted, bool) {
 	for _, a := range sink.Accepted() {
@@ -135,15 +125,16 @@ func pendingCount(t *testing.T, rdb *redis.Client, app string) int64 {
 // before, after, through an address change, and never; then Redis flushed
 // mid-run and rebuilt from Kafka with nothing lost.
 func TestStackLateBinding(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	// A Redis of this test's own: it is flushed below.
 	rs := redistest.NewServer(t)
 	env.RedisURL = rs.URL
 	env.SweepInterval = 500 * time.Millisecond
 	env.SourcesFile = joinKeySources(t, app)
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	topics := kafka.NewTopics(env.TopicPrefix)
 	rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(rs.URL, "redis://")})
 	t.Cleanup(func() { rdb.Close() })
@@ -153,7 +144,7 @@ func TestStackLateBinding(t *testing.T) {
 	check := func(t *testing.T, ident, campaign string) {
 		t.Helper()
 		var got heaptest.Accepted
-		waitFor(t, ident+" in Heap for "+campaign, 60*time.Second, func() bool {
+		testsupport.WaitFor(t, ident+" in Heap for "+campaign, 60*time.Second, func() bool {
 			var ok bool
 			got, ok = delivered(info.Sink, ident, campaign)
 			return ok
@@ -165,7 +156,7 @@ func TestStackLateBinding(t *testing.T) {
 
 	t.Run("identity before the event", func(t *testing.T) {
 		feed(t, info.IngressURL, app, "  Before@Example.com ", "User-Before")
-		waitFor(t, "the identity in Redis", 30*time.Second, func() bool {
+		testsupport.WaitFor(t, "the identity in Redis", 30*time.Second, func() bool {
 			v, _ := identity.NewStore(rdb).Resolve(context.Background(), app, []string{identityKey("before@example.com")})
 			return len(v) == 1
 		})
@@ -176,7 +167,7 @@ func TestStackLateBinding(t *testing.T) {
 
 	t.Run("identity after the event", func(t *testing.T) {
 		bounce(t, info.IngressURL, "acme", "after@example.com", "c-after", fired)
-		waitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
+		testsupport.WaitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
 		if _, ok := delivered(info.Sink, "User-After", "c-after"); ok {
 			t.Fatal("delivered before its identity arrived")
 		}
@@ -186,7 +177,7 @@ func TestStackLateBinding(t *testing.T) {
 		if took := time.Since(arrived); took > time.Minute {
 			t.Errorf("released %s after the identity arrived, want within a minute", took)
 		}
-		waitFor(t, "pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 0 })
+		testsupport.WaitFor(t, "pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 0 })
 	})
 
 	t.Run("upemail carries the identity", func(t *testing.T) {
@@ -198,7 +189,7 @@ func TestStackLateBinding(t *testing.T) {
 		// The event first, then the change: released by it. Then the old
 		// address's identity arriving last still reaches a third address.
 		bounce(t, info.IngressURL, "acme", "second@example.com", "c-upemail-2", fired)
-		waitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
+		testsupport.WaitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
 		upemail(t, info.IngressURL, "acme", "old@example.com", "second@example.com", fired)
 		check(t, "User-Old", "c-upemail-2")
 		bounce(t, info.IngressURL, "acme", "third@example.com", "c-upemail-3", fired)
@@ -219,7 +210,7 @@ func TestStackLateBinding(t *testing.T) {
 		if unmatched != 1 {
 			t.Fatalf("%d unmatched dead letters for brief, want 1", unmatched)
 		}
-		waitFor(t, "brief's pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app+"-brief") == 0 })
+		testsupport.WaitFor(t, "brief's pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app+"-brief") == 0 })
 	})
 
 	t.Run("identity too long", func(t *testing.T) {
@@ -238,7 +229,7 @@ func TestStackLateBinding(t *testing.T) {
 			t.Fatal(err)
 		}
 		bounce(t, info.IngressURL, "acme", "long@example.com", "c-long", fired)
-		waitFor(t, "the dead letter", 60*time.Second, func() bool {
+		testsupport.WaitFor(t, "the dead letter", 60*time.Second, func() bool {
 			for _, r := range kafkatest.Consume(t, info.Brokers, topics.EventsDLQ, 1, 30*time.Second) {
 				if strings.Contains(kafka.Header(r, kafka.HeaderReason), "identity longer than 255") {
 					return true
@@ -251,7 +242,7 @@ func TestStackLateBinding(t *testing.T) {
 	t.Run("Redis flushed mid-run", func(t *testing.T) {
 		// One event waits for its identity; then Redis loses everything.
 		bounce(t, info.IngressURL, "acme", "waiting@example.com", "c-flush-1", fired)
-		waitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
+		testsupport.WaitFor(t, "the event pending", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 1 })
 		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +252,7 @@ func TestStackLateBinding(t *testing.T) {
 		feed(t, info.IngressURL, app, "waiting@example.com", "User-Waiting")
 		check(t, "User-Before", "c-flush-2")
 		check(t, "User-Waiting", "c-flush-1")
-		waitFor(t, "pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 0 })
+		testsupport.WaitFor(t, "pending empty", 30*time.Second, func() bool { return pendingCount(t, rdb, app) == 0 })
 		// Nothing of acme's was dead-lettered by the flush.
 		for _, r := range kafkatest.Consume(t, info.Brokers, topics.EventsDLQ, 0, 5*time.Second) {
 			if kafka.Header(r, kafka.HeaderSource) == "acme" && !strings.Contains(kafka.Header(r, kafka.HeaderReason), "identity longer") {

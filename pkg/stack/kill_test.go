@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,20 +18,25 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestMain lets the test binary run as the stack process for the kill test.
 func TestMain(m *testing.M) {
-	if os.Getenv("STACK_TEST_CHILD") == "1" {
-		env, err := config.LoadEnv(os.LookupEnv)
-		if err == nil {
-			log, _ := service.NewLogger("warn")
-			err = stack.Run(context.Background(), env, log, nil, nil)
-		}
-		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(1)
-	}
+	testsupport.RunRole(map[string]func() int{"stack": runStack})
 	goleak.VerifyTestMain(m)
+}
+
+// runStack is the stack process: it runs until killed, and any return is
+// a failure.
+func runStack() int {
+	env, err := config.LoadEnv(os.LookupEnv)
+	if err == nil {
+		log, _ := service.NewLogger("warn")
+		err = stack.Run(context.Background(), env, log, nil, nil)
+	}
+	fmt.Fprintln(os.Stderr, "child:", err)
+	return 1
 }
 
 func freeAddr(t *testing.T) string {
@@ -46,43 +49,23 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func startChild(t *testing.T, env []string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append(env, "STACK_TEST_CHILD=1")...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd
-}
-
 func waitReady(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testsupport.WaitForEvery(t, "the stack at "+url+" ready", 60*time.Second, 50*time.Millisecond, func() bool {
 		resp, err := http.Get(url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stack at %s not ready: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // TestStackSurvivesKill: payloads acknowledged with 2xx while Heap is down
 // are delivered after the process is killed with SIGKILL and restarted on
 // the same DATA_DIR.
 func TestStackSurvivesKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts the stack as a child process twice")
-	}
+	testsupport.Integration(t, "starts the stack as a child process twice")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
 	sink := heaptest.NewServer(t)
@@ -102,19 +85,17 @@ func TestStackSurvivesKill(t *testing.T) {
 		kafkatest.TopicsFor(t, kafkatest.Brokers(t), prefix, 3)
 	}
 	url := "http://" + addr
-	child := startChild(t, env)
+	first := testsupport.StartRole(t, "stack", env)
 	waitReady(t, url)
 	postFixtures(t, url) // every POST answered 200
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
+	first.Kill()
+	<-first.Done()
 	if n := len(sink.Accepted()); n != 0 {
 		t.Fatalf("Heap accepted %d events while failing", n)
 	}
 
 	sink.ClearFaults()
-	startChild(t, env)
+	testsupport.StartRole(t, "stack", env)
 	waitReady(t, url)
 	got := waitAccepted(t, sink.Sink, 5, 60*time.Second)
 	// From the webhooks alone: Priya's bounce and four Mandrill events.

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
@@ -64,10 +66,11 @@ next:
 // TestStackMetrics: /metrics is scraped and parsed, and its counters tell
 // what the end-to-end run did.
 func TestStackMetrics(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, prefix+"app")
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	postFixtures(t, info.IngressURL)
 	waitAccepted(t, info.Sink, 5, 60*time.Second)
 	var fams map[string]*dto.MetricFamily

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
@@ -22,7 +21,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 const secret = "e2e-secret-0123456789"
@@ -44,59 +44,6 @@ func writeSources(t *testing.T, app string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// testEnv is the stack's configuration for a test: real Kafka when
-// KAFKA_BROKERS is set (under a fresh topic prefix), else the embedded one.
-func testEnv(t *testing.T, prefix string) config.Env {
-	t.Helper()
-	env, err := config.LoadEnv(func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.IngressAddr, env.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	env.DataDir = t.TempDir()
-	env.RedisURL, env.Redis = redistest.URL(t), redistest.Options(t)
-	env.Partitions = 3
-	if kafkatest.Real() {
-		// A real cluster's topics come from ctl topics apply, not from the
-		// services; on a secured one the stack runs as the services'
-		// principal, holding only their ACLs.
-		env.KafkaBrokers = kafkatest.Brokers(t)
-		env.TopicPrefix = prefix
-		env.Kafka = kafkatest.Security(t)
-		kafkatest.TopicsFor(t, env.KafkaBrokers, prefix, int32(env.Partitions))
-	}
-	env.InstanceID = prefix
-	return env
-}
-
-func startStack(t *testing.T, env config.Env) stack.Info {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	infoc := make(chan stack.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(ctx, env, zaptest.NewLogger(t), nil, func(i stack.Info) { infoc <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stack.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("stack did not stop within 30s")
-		}
-	})
-	select {
-	case info := <-infoc:
-		return info
-	case err := <-done:
-		t.Fatalf("stack.Run: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("stack did not start within 60s")
-	}
-	return stack.Info{}
 }
 
 func post(t *testing.T, url string, body []byte, hdr map[string]string) {
@@ -205,11 +152,12 @@ func expected(app string) []string {
 // TestStackEndToEnd posts the fixtures to a running stack (real Redis,
 // in-process Kafka or KAFKA_BROKERS) and checks exactly what Heap keeps.
 func TestStackEndToEnd(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack")
 	prefix := kafkatest.Prefix(t)
 	app := prefix + "app"
-	env := testEnv(t, prefix)
+	env := stacktest.Env(t, prefix)
 	env.SourcesFile = writeSources(t, app)
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	postFixtures(t, info.IngressURL)
 	publishActivity(t, info.Brokers, kafka.NewTopics(env.TopicPrefix).Raw)
 
@@ -232,12 +180,13 @@ func TestStackEndToEnd(t *testing.T) {
 
 // TestStackDemo is `make run`: no SOURCES_FILE, DEMO=1, events reach the sink.
 func TestStackDemo(t *testing.T) {
-	env := testEnv(t, kafkatest.Prefix(t))
+	testsupport.Integration(t, "runs the whole stack")
+	env := stacktest.Env(t, kafkatest.Prefix(t))
 	// The demo's app id is fixed: a Redis of its own keeps another run's
 	// delivery ledger from saying its events were already sent.
 	env.RedisURL = redistest.NewServer(t).URL
 	env.Demo = true
-	info := startStack(t, env)
+	info := stacktest.Start(t, env)
 	src := info.Sources.All()[0]
 	if src.ID != "demo" || !src.Wants(config.EventSent) {
 		t.Fatalf("demo source %+v", src.ID)

@@ -16,16 +16,16 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // chromium returns Debian's chromium; the test skips without one, except in
@@ -79,35 +79,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func startStack(t *testing.T, env config.Env) stack.Info {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	infoc := make(chan stack.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(ctx, env, zaptest.NewLogger(t), nil, func(i stack.Info) { infoc <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stack.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("stack did not stop within 30s")
-		}
-	})
-	select {
-	case info := <-infoc:
-		return info
-	case err := <-done:
-		done <- nil // for the cleanup
-		t.Fatalf("stack.Run: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("stack did not start within 60s")
-	}
-	return stack.Info{}
-}
-
 func postForm(t *testing.T, url string, body []byte) {
 	t.Helper()
 	resp, err := http.Post(url, "application/x-www-form-urlencoded", strings.NewReader(string(body)))
@@ -158,6 +129,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the Heap stand-in) and watches a source's page in headless Chromium move
 // from Waiting For Data to Connected once a webhook's event reached Heap.
 func TestStatusPageBrowser(t *testing.T) {
+	testsupport.Integration(t, "runs the whole stack and a browser")
 	bin := chromium(t)
 	id := "page-" + randomHex(4) // unique: tests may share one Redis
 	src := config.Source{
@@ -180,16 +152,9 @@ func TestStatusPageBrowser(t *testing.T) {
 	if err := os.WriteFile(sourcesFile, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env, err := config.LoadEnv(func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.IngressAddr, env.AdminAddr, env.DataDir, env.RedisURL = "127.0.0.1:0", "127.0.0.1:0", t.TempDir(), redistest.URL(t)
-	env.SourcesFile, env.Partitions, env.InstanceID = sourcesFile, 3, id
-	if kafkatest.Real() {
-		env.KafkaBrokers, env.TopicPrefix = kafkatest.Brokers(t), kafkatest.Prefix(t)
-	}
-	info := startStack(t, env)
+	env := stacktest.Env(t, kafkatest.Prefix(t))
+	env.SourcesFile, env.InstanceID = sourcesFile, id
+	info := stacktest.Start(t, env)
 
 	// A skipped campaign whose reason a browser must show as text, not markup.
 	rdb, err := redisconn.Open(env.RedisURL, env.Redis) // the stack's Redis

@@ -12,11 +12,27 @@ import (
 // after within.
 func WaitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
+	WaitForEvery(t, what, within, 10*time.Millisecond, cond)
+}
+
+// WaitForEvery is WaitFor polling every interval: for a cond that costs a
+// request, or has one as a side effect.
+func WaitForEvery(t testing.TB, what string, within, interval time.Duration, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", within, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
+	}
+}
+
+// Integration skips t under -short: the test starts child processes or
+// real servers, or takes more than a couple of seconds. why says which.
+func Integration(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration: " + why)
 	}
 }
