@@ -1,4 +1,4 @@
-// Package heap is a client for Heap's server-side Track API (DESIGN.md §3).
+// Package heap is a client for Heap's server-side Track API (docs/ARCHITECTURE.md §7).
 package heap
 
 import (
@@ -266,7 +266,7 @@ func (b *body) Close() error {
 	return nil
 }
 
-// add_user_properties (DESIGN.md §3): single {app_id, identity, properties}
+// add_user_properties (docs/ARCHITECTURE.md §7.3): single {app_id, identity, properties}
 // or bulk {app_id, users: [{identity, properties}]} of at most MaxBatch users,
 // 30 requests per 30 s per identity.
 const (

@@ -1,4 +1,4 @@
-// Package identityfeed is the identity feed (DESIGN.md §1, §4): POST
+// Package identityfeed is the identity feed (docs/ARCHITECTURE.md §2.2, §3): POST
 // /v1/identities takes Heap's own add_user_properties bodies, records which
 // Heap identity owns each email in the compacted heap.identities topic and,
 // when the source says so, forwards the call to Heap; Import does the same

@@ -15,7 +15,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 )
 
-// API limits (DESIGN.md §2).
+// API limits (docs/ARCHITECTURE.md §6.1).
 const (
 	MaxCount          = 1000
 	MaxConcurrent     = 10

@@ -1,6 +1,6 @@
 // Package heaptest is a stand-in for Heap's Track and add_user_properties
 // APIs (add_user_properties: userprops.go) that enforces the
-// documented contract and limits (DESIGN.md §3), records what it accepted,
+// documented contract and limits (docs/ARCHITECTURE.md §7), records what it accepted,
 // and injects faults on demand. Tests and the local stack use it.
 package heaptest
 
@@ -255,7 +255,7 @@ func decode(body []byte) (Request, error) {
 	return req, nil
 }
 
-// validate enforces DESIGN.md §3; any violation rejects the whole request.
+// validate enforces docs/ARCHITECTURE.md §7.1; any violation rejects the whole request.
 func validate(req Request) string {
 	if req.AppID == "" {
 		return "app_id is required"

@@ -107,8 +107,8 @@ func (s *Sink) rejectUsers(w http.ResponseWriter, msg string) {
 	httpjson.Write(w, http.StatusBadRequest, map[string]string{"error": msg})
 }
 
-// decodeUsers reads either shape as a bulk request and enforces DESIGN.md
-// §3; any violation rejects the whole request.
+// decodeUsers reads either shape as a bulk request and enforces
+// docs/ARCHITECTURE.md §7.3; any violation rejects the whole request.
 func decodeUsers(body []byte) (heap.UserPropertiesRequest, error) {
 	type user struct {
 		Identity   *string        `json:"identity"`

@@ -1,6 +1,6 @@
 // Package mailchimptest is a stand-in for Mailchimp's Marketing API (the
 // campaign list and the email-activity report) and its OAuth 2 endpoints. It
-// enforces the facts of DESIGN.md §2 (count at most 1000, ten simultaneous
+// enforces the facts of docs/ARCHITECTURE.md §6 (count at most 1000, ten simultaneous
 // connections per account answered 429 or sometimes 403 without a body,
 // problem+json errors, a refused token answered HTTP 200
 // {"error":"invalid_token"} by the metadata endpoint), records what it saw,
@@ -25,7 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 )
 
-// Limits and defaults of the Marketing API (DESIGN.md §2).
+// Limits and defaults of the Marketing API (docs/ARCHITECTURE.md §6.1).
 const (
 	MaxCount        = 1000 // largest count a list endpoint accepts
 	DefaultCount    = 10   // count when the request gives none
