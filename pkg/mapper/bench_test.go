@@ -11,10 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // BenchmarkTransform maps one transaction's worth of records (2000: three
@@ -23,7 +23,7 @@ import (
 // Redis, as a multiple of only decoding the same payloads with encoding/json
 // and url.ParseQuery (x-decode-floor). ns/op covers both loops.
 func BenchmarkTransform(b *testing.B) {
-	sources, err := config.NewSources(config.Source{ID: "s0", HeapAppID: "app-s0", EmailProperty: "email"})
+	sources, err := source.New(source.Source{ID: "s0", HeapAppID: "app-s0", EmailProperty: "email"})
 	if err != nil {
 		b.Fatal(err)
 	}

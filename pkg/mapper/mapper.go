@@ -14,10 +14,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Identities resolves email keys to Heap identities for one app.
@@ -47,7 +47,7 @@ type Config struct {
 	// the same id, it takes its partitions back at once instead of waiting
 	// for the session timeout. Empty: a dynamic member.
 	InstanceID string
-	Sources    *config.Sources
+	Sources    *source.Sources
 	Codec      *events.Codec
 	Identities Identities
 	Campaigns  Campaigns

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
@@ -25,6 +24,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 func raw(topic, source, kind string, value []byte) *kgo.Record {
@@ -65,10 +65,10 @@ func TestMapper(t *testing.T) {
 	rdb := redistest.Client(t)
 	prefix := kafkatest.Prefix(t)
 	acme, custom := prefix+"acme", prefix+"custom"
-	sources, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: acme},
-		config.Source{ID: "custom", HeapAppID: custom, EmailProperty: "user_id"},
-		config.Source{ID: "preserve", HeapAppID: prefix + "preserve", EmailCase: "preserve"},
+	sources, err := source.New(
+		source.Source{ID: "acme", HeapAppID: acme},
+		source.Source{ID: "custom", HeapAppID: custom, EmailProperty: "user_id"},
+		source.Source{ID: "preserve", HeapAppID: prefix + "preserve", EmailCase: "preserve"},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestMapperSessions(t *testing.T) {
 	topics := kafkatest.Topics(t, brokers, 4)
 	rdb := redistest.Client(t)
 	prefix := kafkatest.Prefix(t)
-	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: prefix + "acme"})
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: prefix + "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

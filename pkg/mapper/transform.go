@@ -11,17 +11,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // mapped is one input record's outcome.
 type mapped struct {
 	rec    *kgo.Record
-	source *config.Source // shared by a chunk's records of one source: Source is large
+	source *source.Source // shared by a chunk's records of one source: Source is large
 	res    mapping.Result
 }
 
@@ -119,7 +119,7 @@ func (m *loop) mapAll(recs []*kgo.Record) ([]*kgo.Record, []mapped) {
 			evs = make([]events.Event, 0, (hi-lo)*5/4)
 		}
 		var lp lineageParser
-		srcs := map[string]*config.Source{}
+		srcs := map[string]*source.Source{}
 		for _, r := range recs[lo:hi] {
 			rawID := kafka.HeaderBytes(r, kafka.HeaderSource)
 			src, found := srcs[string(rawID)] // no copy to look up

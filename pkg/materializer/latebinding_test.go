@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
@@ -24,6 +23,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
@@ -34,7 +34,7 @@ type rig struct {
 	topics  kafka.Topics
 	app     string
 	codec   *events.Codec
-	srcs    *config.Sources
+	srcs    *source.Sources
 	rdb     redis.UniversalClient
 	faults  *faults
 	status  *status.Store
@@ -48,9 +48,9 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	app := kafkatest.Prefix(t) + "app"
-	srcs, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: app, EmailProperty: "email", PendingMaxAge: time.Hour},
-		config.Source{ID: "slow", HeapAppID: app, EmailProperty: "email", PendingMaxAge: 24 * time.Hour},
+	srcs, err := source.New(
+		source.Source{ID: "acme", HeapAppID: app, EmailProperty: "email", PendingMaxAge: time.Hour},
+		source.Source{ID: "slow", HeapAppID: app, EmailProperty: "email", PendingMaxAge: 24 * time.Hour},
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -17,13 +17,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // HeaderPendingSince restarts an event's wait (set by a redrive): its age
@@ -43,7 +43,7 @@ type Config struct {
 	Group         string // default "materializer"
 	TransactionID string // releases are transactions: events out, tombstones in
 	Holder        string // this instance, for the sweep lease
-	Sources       *config.Sources
+	Sources       *source.Sources
 	Codec         *events.Codec
 	Redis         redis.UniversalClient
 	Status        Status // optional

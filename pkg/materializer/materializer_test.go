@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
@@ -19,6 +18,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,7 +31,7 @@ func TestRebuild(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	topics := kafkatest.Topics(t, brokers, 3)
 	app := kafkatest.Prefix(t) + "app"
-	srcs, err := config.NewSources(config.Source{ID: "acme", HeapAppID: app, EmailProperty: "email"})
+	srcs, err := source.New(source.Source{ID: "acme", HeapAppID: app, EmailProperty: "email"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // release sends the waiting events of each address with its identity to
@@ -39,7 +39,7 @@ func (m *Materializer) expire(ctx context.Context, app string, emailKeys []strin
 		keys[k] = ""
 	}
 	return m.transact(ctx, app, keys, func(e events.Event, en pending.Entry) (*kgo.Record, string, error) {
-		maxAge := config.DefaultPendingMaxAge
+		maxAge := source.DefaultPendingMaxAge
 		if src, ok := m.cfg.Sources.Get(e.SourceID); ok {
 			maxAge = src.PendingMaxAge
 		}
