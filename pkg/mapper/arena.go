@@ -1,15 +1,7 @@
 package mapper
 
 import (
-	"fmt"
-	"time"
-	"unicode/utf8"
-
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 )
 
 // arena returns chunk part's arena with room for records: the last
@@ -22,19 +14,11 @@ func (m *loop) arena(part, records int) *arena {
 	return m.arenas[part]
 }
 
-// EventRecord routes e: heap.events when it has an identity Heap accepts,
-// heap.events.pending while the identity is unknown, heap.events.dlq when the
-// identity can never be sent. The materializer releases pending events
-// through it too, so both paths route alike.
-func EventRecord(t kafka.Topics, codec *events.Codec, e events.Event) *kgo.Record {
-	return eventRecord(t, codec, e, nil)
-}
-
 // arena hands out a chunk's records, headers and bytes from a few large
-// blocks instead of five allocations a record; what it hands out is never
-// written again while any record in it may be read. A session reuses its
-// arenas once a transaction's records were all flushed (reset): about a
-// fifth of the mapper's allocated bytes otherwise.
+// blocks instead of five allocations a record (a route.Alloc); what it
+// hands out is never written again while any record in it may be read. A
+// session reuses its arenas once a transaction's records were all flushed
+// (reset): about a fifth of the mapper's allocated bytes otherwise.
 type arena struct {
 	recs   []kgo.Record
 	hdrs   []kgo.RecordHeader
@@ -59,11 +43,8 @@ func (a *arena) reset(records int) {
 	}
 }
 
-// free returns room to append a record's bytes to; keep takes them.
-func (a *arena) free() []byte {
-	if a == nil {
-		return nil
-	}
+// Free returns room to append a record's bytes to; Keep takes them.
+func (a *arena) Free() []byte {
 	if cap(a.buf)-len(a.buf) < 1024 {
 		if a.buf != nil {
 			a.block++
@@ -76,53 +57,30 @@ func (a *arena) free() []byte {
 	return a.buf[len(a.buf):len(a.buf)]
 }
 
-// keep marks b, appended to free(), as taken: b stayed in the block unless
+// Keep marks b, appended to Free(), as taken: b stayed in the block unless
 // it outgrew the room, and then append gave it an array of its own.
-func (a *arena) keep(b []byte) []byte {
-	if a != nil && len(b) <= cap(a.buf)-len(a.buf) {
+func (a *arena) Keep(b []byte) []byte {
+	if len(b) <= cap(a.buf)-len(a.buf) {
 		a.buf = a.buf[:len(a.buf)+len(b)]
 	}
 	return b[:len(b):len(b)]
 }
 
-// record returns a record to fill.
-func (a *arena) record() *kgo.Record {
-	if a == nil || len(a.recs) == cap(a.recs) {
+// Record returns a record to fill.
+func (a *arena) Record() *kgo.Record {
+	if len(a.recs) == cap(a.recs) {
 		return new(kgo.Record)
 	}
 	a.recs = a.recs[:len(a.recs)+1]
 	return &a.recs[len(a.recs)-1]
 }
 
-// headers returns n empty headers with room for one more (a reason).
-func (a *arena) headers(n int) []kgo.RecordHeader {
-	if a == nil || cap(a.hdrs)-len(a.hdrs) < n+1 {
+// Headers returns n empty headers with room for one more (a reason).
+func (a *arena) Headers(n int) []kgo.RecordHeader {
+	if cap(a.hdrs)-len(a.hdrs) < n+1 {
 		return make([]kgo.RecordHeader, n, n+1)
 	}
 	at := len(a.hdrs)
 	a.hdrs = a.hdrs[:at+n+1]
 	return a.hdrs[at : at+n : at+n+1]
-}
-
-func eventRecord(t kafka.Topics, codec *events.Codec, e events.Event, a *arena) *kgo.Record {
-	e.Time = e.Time.Truncate(time.Millisecond)
-	val := a.keep(codec.AppendEncode(a.free(), e))
-	// The three header values in one slice.
-	vals := a.keep(append(append(append(a.free(), e.SourceID...), e.ID...), e.Name...))
-	x, y := len(e.SourceID), len(e.SourceID)+len(e.ID)
-	hdrs := a.headers(3)
-	hdrs[0] = kgo.RecordHeader{Key: kafka.HeaderSource, Value: vals[:x:x]}
-	hdrs[1] = kgo.RecordHeader{Key: kafka.HeaderEventID, Value: vals[x:y:y]}
-	hdrs[2] = kgo.RecordHeader{Key: kafka.HeaderEventName, Value: vals[y:]}
-	r := a.record()
-	switch {
-	case e.Identity == "":
-		*r = kgo.Record{Topic: t.Pending, Key: a.keep(e.AppendPendingKey(a.free())), Value: val, Headers: hdrs}
-	case utf8.RuneCountInString(e.Identity) > heap.MaxIdentityLen:
-		hdrs = append(hdrs, kgo.RecordHeader{Key: kafka.HeaderReason, Value: []byte(fmt.Sprintf("identity longer than %d characters", heap.MaxIdentityLen))})
-		*r = kgo.Record{Topic: t.EventsDLQ, Key: a.keep(e.AppendPendingKey(a.free())), Value: val, Headers: hdrs}
-	default:
-		*r = kgo.Record{Topic: t.Events, Key: a.keep(e.AppendKey(a.free())), Value: val, Headers: hdrs}
-	}
-	return r
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/route"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
@@ -176,7 +177,7 @@ func (m *loop) encodeAll(batch []mapped) []*kgo.Record {
 		a := m.arena(part, at[hi]-at[lo])
 		for i := lo; i < hi; i++ {
 			for j, e := range batch[i].res.Events {
-				out[at[i]+j] = eventRecord(m.cfg.Topics, m.cfg.Codec, e, a)
+				out[at[i]+j] = route.RecordIn(a, m.cfg.Topics, m.cfg.Codec, e)
 			}
 		}
 	})

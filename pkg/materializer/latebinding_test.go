@@ -16,10 +16,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/route"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
@@ -116,7 +116,7 @@ func (r *rig) event(source, email, id string) events.Event {
 
 func (r *rig) pendingRecord(e events.Event, hdrs ...kgo.RecordHeader) *kgo.Record {
 	r.t.Helper()
-	rec := mapper.EventRecord(r.topics, r.codec, e)
+	rec := route.Record(r.topics, r.codec, e)
 	if rec.Topic != r.topics.Pending {
 		r.t.Fatalf("event %s goes to %s, not pending", e.ID, rec.Topic)
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/route"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
@@ -22,7 +22,7 @@ func (m *Materializer) release(ctx context.Context, app string, idents map[strin
 	}
 	return m.transact(ctx, app, idents, func(e events.Event, en pending.Entry) (*kgo.Record, string, error) {
 		e.Identity = idents[e.EmailKey]
-		r := mapper.EventRecord(m.cfg.Topics, m.cfg.Codec, e)
+		r := route.Record(m.cfg.Topics, m.cfg.Codec, e)
 		if r.Topic == m.cfg.Topics.EventsDLQ {
 			return r, "identity_too_long", nil
 		}
