@@ -48,3 +48,24 @@ func (p *txnPromise) Err() error {
 	defer p.mu.Unlock()
 	return p.err
 }
+
+// produce maps recs and produces the output in the open transaction, and
+// waits for every record: an error means the transaction must abort.
+func (m *loop) produce(ctx context.Context, recs []*kgo.Record) (tally, error) {
+	var t tally
+	out, err := m.transform(ctx, recs)
+	if err != nil {
+		return t, err
+	}
+	promise := newTxnPromise(m.sess.Client())
+	m.flushed = false // the arenas hold records now in the producer
+	for _, r := range out {
+		t.add(m.cfg.Topics, r)
+		m.sess.Produce(ctx, r, promise.promise())
+	}
+	// The transaction is whole: send what would wait out the producer's
+	// linger (10 ms by default) now. Produce errors come through the
+	// promise; a cancelled ctx only stops the hurry.
+	m.flushed = m.sess.Client().Flush(ctx) == nil
+	return t, promise.Err()
+}

@@ -6,13 +6,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
 
 // consume applies the three topics to Redis, committing offsets only after.
@@ -42,8 +42,7 @@ func (m *Materializer) consume(ctx context.Context) error {
 		return fmt.Errorf("materializer: consumer: %w", err)
 	}
 	defer cl.Close()
-	bo := backoff.NewExponentialBackOff()
-	bo.MaxInterval = 5 * time.Second
+	policy := m.redisRetry("applying to Redis failed; will retry")
 	for {
 		fs := cl.PollRecords(ctx, 5000)
 		if ctx.Err() != nil || fs.IsClientClosed() {
@@ -54,20 +53,13 @@ func (m *Materializer) consume(ctx context.Context) error {
 			m.cfg.Log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 		})
 		recs := fs.Records()
-		for len(recs) > 0 {
-			err := m.apply(ctx, recs)
-			if err == nil {
-				bo.Reset()
-				break
-			}
-			wait := bo.NextBackOff()
-			m.cfg.Log.Warn("applying to Redis failed; will retry", zap.Error(err), zap.Duration("in", wait))
-			if !sleep(ctx, wait) {
+		if len(recs) > 0 {
+			// Until it is applied or ctx ends: Redis failing says nothing
+			// about the records.
+			if err := retry.Do(ctx, policy, func() error { return m.apply(ctx, recs) }); err != nil {
 				cl.AllowRebalance()
 				return nil
 			}
-		}
-		if len(recs) > 0 {
 			cl.MarkCommitRecords(recs...)
 			if err := cl.CommitMarkedOffsets(ctx); err != nil && ctx.Err() == nil {
 				m.cfg.Log.Warn("commit failed; records will be applied again", zap.Error(err))
@@ -156,13 +148,11 @@ func (m *Materializer) apply(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// redisRetry is how the materializer waits out Redis: 0.5 s, growing to
+// 5 s, each failure logged as msg.
+func (m *Materializer) redisRetry(msg string) retry.Policy {
+	return retry.Policy{Initial: 500 * time.Millisecond, Max: 5 * time.Second,
+		Notify: func(err error, wait time.Duration) {
+			m.cfg.Log.Warn(msg, zap.Error(err), zap.Duration("in", wait))
+		}}
 }

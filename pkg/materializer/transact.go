@@ -3,9 +3,7 @@ package materializer
 import (
 	"context"
 	"errors"
-	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
 
 // transact moves the chosen waiting events of the given addresses out of
@@ -104,19 +103,9 @@ func (m *Materializer) transact(ctx context.Context, app string, keys map[string
 // left behind would be sent a second time by the retried batch or the next
 // sweep, before its tombstone is consumed.
 func (m *Materializer) forget(ctx context.Context, app, emailKey string, ids []string) ([]pending.Entry, error) {
-	bo := backoff.NewExponentialBackOff()
-	bo.MaxInterval = 5 * time.Second
-	for {
-		gone, err := m.idx.Remove(ctx, app, emailKey, ids...)
-		if err == nil {
-			return gone, nil
-		}
-		wait := bo.NextBackOff()
-		m.cfg.Log.Warn("removing moved events from the index failed; will retry", zap.Error(err), zap.Duration("in", wait))
-		if !sleep(ctx, wait) {
-			// Shutting down: the committed tombstones remove them when
-			// consumed.
-			return nil, err
-		}
-	}
+	// Shutting down, it gives up: the committed tombstones remove them when
+	// consumed.
+	return retry.Value(ctx, m.redisRetry("removing moved events from the index failed; will retry"), func() ([]pending.Entry, error) {
+		return m.idx.Remove(ctx, app, emailKey, ids...)
+	})
 }
