@@ -25,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // rig is one test's Kafka topics, Redis and a producer to feed them.
@@ -153,13 +154,7 @@ func (r *rig) produce(recs ...*kgo.Record) {
 
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("waited 20s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.WaitFor(r.t, what, 20*time.Second, cond)
 }
 
 func (r *rig) report(source string) status.Report {
