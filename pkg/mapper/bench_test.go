@@ -59,7 +59,7 @@ func BenchmarkTransform(b *testing.B) {
 		camps[fmt.Sprintf("s0/c%04d", c)] = fmt.Sprintf("October product update %d", c)
 	}
 	m := &loop{par: 1, cfg: Config{Topics: topics, Sources: sources, Codec: codec, Log: zap.NewNop(), Identities: ids, Campaigns: camps}}
-	// As in run, where each transaction is flushed before the next maps:
+	// As in batch, where each transaction is flushed before the next maps:
 	// its arenas are reused (the output here is never produced).
 	m.flushed = true
 	b.ReportAllocs()

@@ -1,7 +1,21 @@
 // Package mapper is the transactional consume-transform-produce loop from
-// mailchimp.raw to heap.events: parse, map, resolve campaign titles and
-// identities through Redis, encode Avro, produce, and commit the input
-// offsets in the same Kafka transaction.
+// mailchimp.raw to heap.events.
+//
+// The contract: the mapper reads mailchimp.raw read_committed, and each
+// poll is one Kafka transaction that holds all its output and its input
+// offsets. The output is the events (heap.events, heap.events.pending or
+// heap.events.dlq, as package events/route says), the raw dead letters
+// (mailchimp.dlq), campaign metadata (mailchimp.campaigns) and address
+// changes (heap.identities). A batch whose transaction does not commit (a
+// dependency failed, a rebalance) is read again, so every raw record's
+// output is written once.
+//
+// Its parts: session.go runs the sessions and the poll-transact loop,
+// txn.go produces a batch in its transaction, transform.go parses, maps
+// (package mapping, pure) and encodes on every core, resolve.go fills
+// campaign titles and identities from Redis, lineage.go reads the raw
+// records' headers, arena.go holds a transaction's records, and metrics.go
+// counts what committed.
 package mapper
 
 import (

@@ -50,7 +50,7 @@ func runSession(ctx context.Context, cfg Config, i int) error {
 		// transaction's worth each (2 MiB each took two sessions' peak RSS
 		// from ~130 to ~200 MB; 4 MiB shared, on a 10x backlog, 145 to 235).
 		kgo.FetchMaxBytes(int32(max(512<<10, (2<<20)/max(1, cfg.Sessions)))),
-		// run recycles each poll's records once its transaction ended.
+		// batch recycles each poll's records once its transaction ended.
 		kgo.WithPools(&kafka.FetchPools{}),
 	)
 	opts = append(opts, kafka.GroupOpts(cfg.Group, cfg.InstanceID)...)

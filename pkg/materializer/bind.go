@@ -67,7 +67,7 @@ func (m *Materializer) index(ctx context.Context, r *kgo.Record) (app, emailKey 
 		if err != nil {
 			return "", "", false, err
 		}
-		m.countRemoved(ctx, gone, "")
+		m.countRemoved(ctx, gone)
 		return app, ek, false, nil
 	}
 	if err := m.cfg.Codec.Learn(ctx, r.Value); err != nil {

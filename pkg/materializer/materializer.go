@@ -3,6 +3,13 @@
 // mailchimp.campaigns), releases pending events when their identity arrives,
 // dead-letters those that waited too long, and rebuilds the cache when Redis
 // lost it.
+//
+// Its parts: consume.go applies the topics to Redis, bind.go an identity
+// mapping and a pending event, release.go and transact.go move pending
+// events out (released to heap.events as package events/route says, or
+// dead-lettered) with produce.go's transactions, sweep.go looks through
+// every waiting address and rebuilds the cache, pendingkey.go reads the
+// pending topic's keys, and metrics.go keeps the status page's counts.
 package materializer
 
 import (

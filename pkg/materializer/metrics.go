@@ -9,7 +9,7 @@ import (
 )
 
 // countRemoved lowers the pending counts of the entries removed.
-func (m *Materializer) countRemoved(ctx context.Context, gone []pending.Entry, _ string) {
+func (m *Materializer) countRemoved(ctx context.Context, gone []pending.Entry) {
 	per := map[string]int64{}
 	for _, en := range gone {
 		if e, err := m.cfg.Codec.Decode(en.Value); err == nil {

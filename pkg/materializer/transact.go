@@ -80,7 +80,7 @@ func (m *Materializer) transact(ctx context.Context, app string, keys map[string
 		if err != nil {
 			return err
 		}
-		m.countRemoved(ctx, gone, "")
+		m.countRemoved(ctx, gone)
 	}
 	for sr, n := range dead {
 		if m.cfg.Status != nil {
