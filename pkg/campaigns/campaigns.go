@@ -11,18 +11,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 )
 
-// Meta is what the pipeline knows of a campaign.
-type Meta struct {
-	ID     string
-	Title  string
-	ListID string
-	Type   string
-	// Fallback marks a title guessed from an audience campaign webhook's
-	// subject; it never replaces a title read from the API.
-	Fallback bool
-}
+// Meta is what the pipeline knows of a campaign: the mapping learns it
+// from payloads, this package stores it.
+type Meta = mapping.Campaign
 
 // Store keeps Meta under mh:campaign:{source}:{id}.
 type Store struct {

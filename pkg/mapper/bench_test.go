@@ -11,10 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // BenchmarkTransform maps one transaction's worth of records (2000: three
@@ -23,7 +23,7 @@ import (
 // Redis, as a multiple of only decoding the same payloads with encoding/json
 // and url.ParseQuery (x-decode-floor). ns/op covers both loops.
 func BenchmarkTransform(b *testing.B) {
-	sources, err := config.NewSources(config.Source{ID: "s0", HeapAppID: "app-s0", EmailProperty: "email"})
+	sources, err := source.New(source.Source{ID: "s0", HeapAppID: "app-s0", EmailProperty: "email"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func BenchmarkTransform(b *testing.B) {
 		camps[fmt.Sprintf("s0/c%04d", c)] = fmt.Sprintf("October product update %d", c)
 	}
 	m := &loop{par: 1, cfg: Config{Topics: topics, Sources: sources, Codec: codec, Log: zap.NewNop(), Identities: ids, Campaigns: camps}}
-	// As in run, where each transaction is flushed before the next maps:
+	// As in batch, where each transaction is flushed before the next maps:
 	// its arenas are reused (the output here is never produced).
 	m.flushed = true
 	b.ReportAllocs()

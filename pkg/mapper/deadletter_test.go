@@ -12,11 +12,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // TestDeadLetterInvalid: a Mandrill batch's units are records of their own,
@@ -25,7 +25,7 @@ import (
 // header and in the log; the rest of the batch maps. The time is judged
 // against the received-at header, or the record's timestamp without one.
 func TestDeadLetterInvalid(t *testing.T) {
-	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app-acme"})
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: "app-acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

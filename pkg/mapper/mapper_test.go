@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
@@ -25,6 +24,8 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func raw(topic, source, kind string, value []byte) *kgo.Record {
@@ -65,10 +66,10 @@ func TestMapper(t *testing.T) {
 	rdb := redistest.Client(t)
 	prefix := kafkatest.Prefix(t)
 	acme, custom := prefix+"acme", prefix+"custom"
-	sources, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: acme},
-		config.Source{ID: "custom", HeapAppID: custom, EmailProperty: "user_id"},
-		config.Source{ID: "preserve", HeapAppID: prefix + "preserve", EmailCase: "preserve"},
+	sources, err := source.New(
+		source.Source{ID: "acme", HeapAppID: acme},
+		source.Source{ID: "custom", HeapAppID: custom, EmailProperty: "user_id"},
+		source.Source{ID: "preserve", HeapAppID: prefix + "preserve", EmailCase: "preserve"},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestMapperSessions(t *testing.T) {
 	topics := kafkatest.Topics(t, brokers, 4)
 	rdb := redistest.Client(t)
 	prefix := kafkatest.Prefix(t)
-	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: prefix + "acme"})
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: prefix + "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +276,8 @@ func TestMapperSessions(t *testing.T) {
 	}
 
 	adm := kadm.NewClient(prod)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var seen string // what the group looked like last, logged as it changes
+	testsupport.WaitFor(t, "both sessions as static members, each with partitions", 30*time.Second, func() bool {
 		described, err := adm.DescribeGroups(ctx, prefix+"mapper")
 		var members []string
 		if err == nil {
@@ -288,14 +289,81 @@ func TestMapperSessions(t *testing.T) {
 		}
 		slices.Sort(members)
 		mu.Lock()
-		both := assigned[0] > 0 && assigned[1] > 0
-		mu.Unlock()
-		if both && slices.Equal(members, []string{prefix + "mapper-1", prefix + "mapper-1-s1"}) {
-			break
+		defer mu.Unlock()
+		if s := fmt.Sprintf("group members %v (err %v), partitions assigned by session %v", members, err, assigned); s != seen {
+			t.Log(s)
+			seen = s
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group members %v (err %v), partitions assigned by session %v", members, err, assigned)
+		return assigned[0] > 0 && assigned[1] > 0 && slices.Equal(members, []string{prefix + "mapper-1", prefix + "mapper-1-s1"})
+	})
+}
+
+// TestAbortedBatchRetried: while a dependency fails (here the cache is
+// being rebuilt), the batch's transaction aborts and the batch is mapped
+// again after a backoff; once it commits, every event is in heap.events
+// once.
+func TestAbortedBatchRetried(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	topics := kafkatest.Topics(t, brokers, 1)
+	rdb := redistest.Client(t)
+	prefix := kafkatest.Prefix(t)
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: prefix + "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var in []*kgo.Record
+	for i := range n {
+		ev := fmt.Appendf(nil, `{"event":"open","ts":1759413940,"_id":"m%d","msg":{"_id":"m%d","email":"user%d@example.com"}}`, i, i, i)
+		in = append(in, raw(topics.Raw, "acme", mailchimp.KindMandrillEvent, ev))
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ctx := context.Background()
+	if err := prod.ProduceSync(ctx, in...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	codec, err := events.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	asked := 0
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- mapper.Run(runCtx, mapper.Config{
+			Brokers: brokers, Topics: topics, Group: prefix + "mapper", TransactionID: prefix + "mapper-1",
+			Sources: sources, Codec: codec, Identities: identity.NewStore(rdb), Campaigns: campaigns.NewStore(rdb),
+			Log: zaptest.NewLogger(t),
+			CacheReady: func(context.Context) (bool, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				asked++
+				return asked > 2, nil // the first two batches abort
+			},
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mapper.Run: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+	}()
+	recs := kafkatest.Consume(t, brokers, topics.Events, n, 30*time.Second)
+	ids := map[string]int{}
+	for _, r := range recs {
+		ids[kafka.Header(r, kafka.HeaderEventID)]++
+	}
+	if len(recs) != n || len(ids) != n {
+		t.Fatalf("%d events, %d distinct, want %d of each", len(recs), len(ids), n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if asked < 3 {
+		t.Errorf("the cache was asked %d times, want the two aborted batches and the committed one", asked)
 	}
 }

@@ -11,10 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // memIdentities knows the identity of every address whose key is even-ish.
@@ -54,9 +54,9 @@ func (m memCampaigns) Titles(_ context.Context, source string, ids []string) (ma
 // one goroutine and on several: the output records are the same, in the
 // same order.
 func TestTransformParallel(t *testing.T) {
-	sources, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: "app-acme"},
-		config.Source{ID: "custom", HeapAppID: "app-custom", EmailProperty: "user_id"},
+	sources, err := source.New(
+		source.Source{ID: "acme", HeapAppID: "app-acme"},
+		source.Source{ID: "custom", HeapAppID: "app-custom", EmailProperty: "user_id"},
 	)
 	if err != nil {
 		t.Fatal(err)

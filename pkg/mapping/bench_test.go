@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // BenchmarkMapMandrill maps one Mandrill click and reports its cost as a
@@ -16,7 +16,7 @@ import (
 // measured in the same run. ns/op covers both loops.
 func BenchmarkMapMandrill(b *testing.B) {
 	raw := []byte(`{"event":"click","ts":1759413940,"_id":"m1","ip":"192.0.2.44","url":"https://shop.example/track/88213","user_agent":"Mozilla/5.0","msg":{"_id":"m1","ts":1759413600,"state":"sent","subject":"Your order has shipped","email":"jordan.lee@example.com","sender":"no-reply@shop.example","tags":["shipping"],"metadata":{"user_ref":"u-4471"}}}`)
-	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app"})
+	ss, err := source.New(source.Source{ID: "acme", HeapAppID: "app"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,14 +8,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
-// Campaign is campaign metadata learned from a payload.
-type Campaign = campaigns.Meta
+// Campaign is what the pipeline knows of a campaign, learned from a
+// payload; package campaigns stores it (as campaigns.Meta).
+type Campaign struct {
+	ID     string
+	Title  string
+	ListID string
+	Type   string
+	// Fallback marks a title guessed from an audience campaign webhook's
+	// subject; it never replaces a title read from the API.
+	Fallback bool
+}
 
 // Result is what one payload unit maps to.
 type Result struct {
@@ -39,7 +47,7 @@ type EmailChange struct {
 // invalid UTF-8, an event time outside mailchimp.EventTimeRange of
 // lin.ReceivedAt; a zero ReceivedAt checks the year 9999 only). It puts a
 // copy of src on the heap; the mapper's hot path is MapAppend.
-func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
+func Map(src source.Source, kind string, raw []byte, lin events.Lineage) (Result, error) {
 	res, _, err := MapAppend(nil, &src, kind, raw, lin)
 	return res, err
 }
@@ -48,7 +56,7 @@ func Map(src config.Source, kind string, raw []byte, lin events.Lineage) (Result
 // returns the result, whose Events is the appended part (capacity capped),
 // and evs grown by it. A caller mapping many payloads gives their events
 // one array (the mapper: one per transaction chunk, reused).
-func MapAppend(evs []events.Event, src *config.Source, kind string, raw []byte, lin events.Lineage) (Result, []events.Event, error) {
+func MapAppend(evs []events.Event, src *source.Source, kind string, raw []byte, lin events.Lineage) (Result, []events.Event, error) {
 	b := builder{src: src, lin: lin, out: Result{Events: evs}}
 	res, err := b.mapKind(kind, raw)
 	if err != nil || len(b.out.Events) == len(evs) {
@@ -101,7 +109,7 @@ func (b *builder) mapKind(kind string, raw []byte) (Result, error) {
 }
 
 type builder struct {
-	src *config.Source
+	src *source.Source
 	lin events.Lineage
 	out Result
 }
@@ -142,7 +150,7 @@ func (b *builder) list(w mailchimp.ListWebhook) Result {
 	switch w.Type {
 	case mailchimp.ListCleaned:
 		// "abuse" is a spam complaint, not a bounce.
-		if w.Reason == "hard" && b.src.Wants(config.EventBounce) {
+		if w.Reason == "hard" && b.src.Wants(source.EventBounce) {
 			e := b.bounce(w.CampaignID, w.Email, "hard", w.FiredAt)
 			e.CampaignID, e.ListID = w.CampaignID, w.ListID
 		}
@@ -166,20 +174,20 @@ func (b *builder) mandrill(m mailchimp.MandrillEvent) (Result, error) {
 	var e *events.Event
 	switch m.Event {
 	case mailchimp.MandrillOpen:
-		if b.src.Wants(config.EventOpen) {
+		if b.src.Wants(source.EventOpen) {
 			e = b.event(events.NameOpen, m.Msg.Email, at, "mandrill", msg, m.Event, at.Format(time.RFC3339))
 		}
 	case mailchimp.MandrillClick:
-		if b.src.Wants(config.EventClick) {
+		if b.src.Wants(source.EventClick) {
 			e = b.event(events.NameClick, m.Msg.Email, at, "mandrill", msg, m.Event, at.Format(time.RFC3339), m.URL)
 			e.URL = m.URL
 		}
 	case mailchimp.MandrillHardBounce, mailchimp.MandrillSoftBounce:
-		if b.src.Wants(config.EventBounce) {
+		if b.src.Wants(source.EventBounce) {
 			e = b.bounce("mandrill:"+msg, m.Msg.Email, strings.TrimSuffix(m.Event, "_bounce"), at)
 		}
 	case mailchimp.MandrillSend:
-		if b.src.Wants(config.EventSent) {
+		if b.src.Wants(source.EventSent) {
 			e = b.event(events.NameSent, m.Msg.Email, at, "mandrill", msg, m.Event)
 			e.Subject, e.Tags = m.Msg.Subject, m.Msg.Tags
 		}
@@ -200,16 +208,16 @@ func (b *builder) activity(m mailchimp.ActivityMember) Result {
 		ts := a.Timestamp.UTC().Format(time.RFC3339)
 		switch a.Action {
 		case mailchimp.ActionOpen:
-			if b.src.Wants(config.EventOpen) {
+			if b.src.Wants(source.EventOpen) {
 				e = b.event(events.NameOpen, m.EmailAddress, a.Timestamp, "activity", m.CampaignID, a.Action, ts)
 			}
 		case mailchimp.ActionClick:
-			if b.src.Wants(config.EventClick) {
+			if b.src.Wants(source.EventClick) {
 				e = b.event(events.NameClick, m.EmailAddress, a.Timestamp, "activity", m.CampaignID, a.Action, ts, a.URL)
 				e.URL = a.URL
 			}
 		case mailchimp.ActionBounce:
-			if b.src.Wants(config.EventBounce) {
+			if b.src.Wants(source.EventBounce) {
 				e = b.bounce(m.CampaignID, m.EmailAddress, a.Type, a.Timestamp)
 			}
 		}

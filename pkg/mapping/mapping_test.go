@@ -11,11 +11,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 const (
@@ -23,23 +23,23 @@ const (
 	listID     = "7c1e5d2a90"
 )
 
-// source returns a source with the defaults config applies to a file entry.
-func source(t testing.TB, s config.Source) config.Source {
+// withDefaults returns a source with the defaults applied to a file entry.
+func withDefaults(t testing.TB, s source.Source) source.Source {
 	t.Helper()
-	ss, err := config.NewSources(s)
+	ss, err := source.New(s)
 	if err != nil {
-		t.Fatalf("NewSources(%+v): %v", s, err)
+		t.Fatalf("source.New(%+v): %v", s, err)
 	}
 	got, _ := ss.Get(s.ID)
 	return got
 }
 
-func acme(t testing.TB) config.Source {
-	return source(t, config.Source{ID: "acme", HeapAppID: "app1"})
+func acme(t testing.TB) source.Source {
+	return withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1"})
 }
 
-func acmeWithSends(t testing.TB) config.Source {
-	return source(t, config.Source{ID: "acme", HeapAppID: "app1", Events: []string{"open", "click", "bounce", "sent"}})
+func acmeWithSends(t testing.TB) source.Source {
+	return withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1", Events: []string{"open", "click", "bounce", "sent"}})
 }
 
 var lineage = events.Lineage{
@@ -79,7 +79,7 @@ func ev(name, email string, when time.Time) events.Event {
 // derivation is not part of the mapping contract, its properties are.
 var ignoreID = cmpopts.IgnoreFields(events.Event{}, "ID")
 
-func mapOK(t *testing.T, src config.Source, kind string, raw []byte) mapping.Result {
+func mapOK(t *testing.T, src source.Source, kind string, raw []byte) mapping.Result {
 	t.Helper()
 	res, err := mapping.Map(src, kind, raw, lineage)
 	if err != nil {
@@ -208,7 +208,7 @@ func TestMapListWebhooks(t *testing.T) {
 	}
 	for name, want := range tests {
 		t.Run(name, func(t *testing.T) {
-			for _, src := range []config.Source{acme(t), acmeWithSends(t)} {
+			for _, src := range []source.Source{acme(t), acmeWithSends(t)} {
 				got := mapOK(t, src, mailchimp.KindListWebhook, hooks[name])
 				if diff := cmp.Diff(want, got, ignoreID, cmpopts.EquateEmpty()); diff != "" {
 					t.Errorf("Map() mismatch (-want +got):\n%s", diff)
@@ -392,7 +392,7 @@ func TestMapCampaigns(t *testing.T) {
 
 func TestMapIDs(t *testing.T) {
 	activity := fixtures.ActivityMembers()[1] // jordan: two opens and a click
-	mapIDs := func(src config.Source, lin events.Lineage) []string {
+	mapIDs := func(src source.Source, lin events.Lineage) []string {
 		t.Helper()
 		res, err := mapping.Map(src, mailchimp.KindEmailActivity, activity, lin)
 		if err != nil {
@@ -417,9 +417,9 @@ func TestMapIDs(t *testing.T) {
 	}{
 		{name: "mapping twice", ids: mapIDs(acme(t), lineage), equal: true},
 		{name: "different lineage (replay, backfill)", ids: mapIDs(acme(t), otherLineage), equal: true},
-		{name: "different source id, same app", ids: mapIDs(source(t, config.Source{ID: "acme2", HeapAppID: "app1"}), lineage), equal: true},
-		{name: "email_case preserve", ids: mapIDs(source(t, config.Source{ID: "acme", HeapAppID: "app1", EmailCase: "preserve"}), lineage), equal: true},
-		{name: "different app id", ids: mapIDs(source(t, config.Source{ID: "acme", HeapAppID: "app2"}), lineage), equal: false},
+		{name: "different source id, same app", ids: mapIDs(withDefaults(t, source.Source{ID: "acme2", HeapAppID: "app1"}), lineage), equal: true},
+		{name: "email_case preserve", ids: mapIDs(withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1", EmailCase: "preserve"}), lineage), equal: true},
+		{name: "different app id", ids: mapIDs(withDefaults(t, source.Source{ID: "acme", HeapAppID: "app2"}), lineage), equal: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -450,8 +450,8 @@ func TestMapIDs(t *testing.T) {
 func TestMapEmailCaseAndJoinKey(t *testing.T) {
 	raw := fixtures.ListWebhooks()["cleaned-hard"] // Priya.Raman@Example.com
 	lower := mapOK(t, acme(t), mailchimp.KindListWebhook, raw).Events
-	preserve := mapOK(t, source(t, config.Source{ID: "acme", HeapAppID: "app1", EmailCase: "preserve"}), mailchimp.KindListWebhook, raw).Events
-	custom := mapOK(t, source(t, config.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email"}), mailchimp.KindListWebhook, raw).Events
+	preserve := mapOK(t, withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1", EmailCase: "preserve"}), mailchimp.KindListWebhook, raw).Events
+	custom := mapOK(t, withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email"}), mailchimp.KindListWebhook, raw).Events
 	if len(lower) != 1 || len(preserve) != 1 || len(custom) != 1 {
 		t.Fatalf("want one event each, got %d, %d, %d", len(lower), len(preserve), len(custom))
 	}
@@ -495,7 +495,7 @@ func TestMapSourceEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := source(t, config.Source{ID: "acme", HeapAppID: "app1", Events: tt.events})
+			src := withDefaults(t, source.Source{ID: "acme", HeapAppID: "app1", Events: tt.events})
 			got := map[string]int{}
 			for _, raw := range activity {
 				for _, e := range mapOK(t, src, mailchimp.KindEmailActivity, raw).Events {

@@ -3,16 +3,16 @@ package mapping_test
 import (
 	"testing"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // A replay salt changes every id; without one, ids stay what they always
 // were (lineage other than the salt never enters the id).
 func TestMapReplaySalt(t *testing.T) {
-	srcs, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "1234"})
+	srcs, err := source.New(source.Source{ID: "acme", HeapAppID: "1234"})
 	if err != nil {
 		t.Fatal(err)
 	}

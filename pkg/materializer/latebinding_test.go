@@ -15,16 +15,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/route"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // rig is one test's Kafka topics, Redis and a producer to feed them.
@@ -34,7 +35,7 @@ type rig struct {
 	topics  kafka.Topics
 	app     string
 	codec   *events.Codec
-	srcs    *config.Sources
+	srcs    *source.Sources
 	rdb     redis.UniversalClient
 	faults  *faults
 	status  *status.Store
@@ -48,9 +49,9 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	app := kafkatest.Prefix(t) + "app"
-	srcs, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: app, EmailProperty: "email", PendingMaxAge: time.Hour},
-		config.Source{ID: "slow", HeapAppID: app, EmailProperty: "email", PendingMaxAge: 24 * time.Hour},
+	srcs, err := source.New(
+		source.Source{ID: "acme", HeapAppID: app, EmailProperty: "email", PendingMaxAge: time.Hour},
+		source.Source{ID: "slow", HeapAppID: app, EmailProperty: "email", PendingMaxAge: 24 * time.Hour},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func (r *rig) event(source, email, id string) events.Event {
 
 func (r *rig) pendingRecord(e events.Event, hdrs ...kgo.RecordHeader) *kgo.Record {
 	r.t.Helper()
-	rec := mapper.EventRecord(r.topics, r.codec, e)
+	rec := route.Record(r.topics, r.codec, e)
 	if rec.Topic != r.topics.Pending {
 		r.t.Fatalf("event %s goes to %s, not pending", e.ID, rec.Topic)
 	}
@@ -153,13 +154,7 @@ func (r *rig) produce(recs ...*kgo.Record) {
 
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("waited 20s for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.WaitFor(r.t, what, 20*time.Second, cond)
 }
 
 func (r *rig) report(source string) status.Report {

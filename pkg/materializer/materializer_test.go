@@ -11,14 +11,14 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/route"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapper"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/materializer"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,7 +31,7 @@ func TestRebuild(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	topics := kafkatest.Topics(t, brokers, 3)
 	app := kafkatest.Prefix(t) + "app"
-	srcs, err := config.NewSources(config.Source{ID: "acme", HeapAppID: app, EmailProperty: "email"})
+	srcs, err := source.New(source.Source{ID: "acme", HeapAppID: app, EmailProperty: "email"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRebuild(t *testing.T) {
 	for i, email := range []string{"waiting@example.com", "released@example.com"} {
 		e := events.Event{ID: fmt.Sprintf("e%d", i), SourceID: "acme", AppID: app, EmailKey: events.EmailKey(email),
 			Name: events.NameOpen, Time: now.UTC().Truncate(time.Millisecond)}
-		recs = append(recs, mapper.EventRecord(topics, codec, e))
+		recs = append(recs, route.Record(topics, codec, e))
 		if i == 1 {
 			recs = append(recs, &kgo.Record{Topic: topics.Pending, Key: e.PendingKey()})
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pending"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
 
 // maintain checks the cache marker often and sweeps now and then; one
@@ -43,7 +44,7 @@ func (m *Materializer) maintain(ctx context.Context) error {
 				lastSweep = time.Now()
 			}
 		}
-		if !sleep(ctx, m.cfg.CheckInterval) {
+		if !retry.Sleep(ctx, m.cfg.CheckInterval) {
 			return nil
 		}
 	}

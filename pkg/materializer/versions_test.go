@@ -20,14 +20,12 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
-// rawPending is a heap.events.pending record of e with value v, headed as
-// the mapper heads one.
+// rawPending is e's heap.events.pending record with value v in place of
+// this build's encoding.
 func (r *rig) rawPending(e events.Event, v []byte) *kgo.Record {
-	return &kgo.Record{Topic: r.topics.Pending, Key: e.PendingKey(), Value: v, Headers: []kgo.RecordHeader{
-		{Key: kafka.HeaderSource, Value: []byte(e.SourceID)},
-		{Key: kafka.HeaderEventID, Value: []byte(e.ID)},
-		{Key: kafka.HeaderEventName, Value: []byte(e.Name)},
-	}}
+	rec := r.pendingRecord(e)
+	rec.Value = v
+	return rec
 }
 
 // releasedEvents reads want events of heap.events.

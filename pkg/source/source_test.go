@@ -1,4 +1,4 @@
-package config
+package source
 
 import (
 	"strings"
@@ -25,7 +25,7 @@ func withDefaults(id, app string) Source {
 	}
 }
 
-func TestParseSources(t *testing.T) {
+func TestParse(t *testing.T) {
 	full := Source{
 		ID:                      "shop_eu-2",
 		HeapAppID:               "987654",
@@ -110,12 +110,12 @@ func TestParseSources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ss, err := ParseSources([]byte(tt.in))
+			ss, err := Parse([]byte(tt.in))
 			if err != nil {
-				t.Fatalf("ParseSources() error = %v", err)
+				t.Fatalf("Parse() error = %v", err)
 			}
 			if diff := cmp.Diff(tt.want, ss.All()); diff != "" {
-				t.Errorf("ParseSources() mismatch (-want +got):\n%s", diff)
+				t.Errorf("Parse() mismatch (-want +got):\n%s", diff)
 			}
 			for _, w := range tt.want {
 				got, ok := ss.Get(w.ID)
@@ -133,7 +133,7 @@ func TestParseSources(t *testing.T) {
 	}
 }
 
-func TestParseSourcesErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
@@ -195,12 +195,12 @@ func TestParseSourcesErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ss, err := ParseSources([]byte(tt.in))
+			ss, err := Parse([]byte(tt.in))
 			if err == nil {
-				t.Fatalf("ParseSources() = %+v, want error", ss.All())
+				t.Fatalf("Parse() = %+v, want error", ss.All())
 			}
 			if ss != nil {
-				t.Errorf("ParseSources() returned sources with error %v", err)
+				t.Errorf("Parse() returned sources with error %v", err)
 			}
 			if !strings.HasPrefix(err.Error(), "config: ") {
 				t.Errorf("error %q lacks the config: prefix", err)
@@ -214,8 +214,8 @@ func TestParseSourcesErrors(t *testing.T) {
 	}
 }
 
-func TestNewSourcesDoesNotAlias(t *testing.T) {
-	ss, err := NewSources(Source{ID: "acme", HeapAppID: "x"})
+func TestNewDoesNotAlias(t *testing.T) {
+	ss, err := New(Source{ID: "acme", HeapAppID: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestNewSourcesDoesNotAlias(t *testing.T) {
 }
 
 func TestSourceHelpers(t *testing.T) {
-	ss, err := NewSources(
+	ss, err := New(
 		Source{ID: "def", HeapAppID: "x"},
 		Source{ID: "custom", HeapAppID: "x", EmailProperty: "email", EmailCase: "preserve", Events: []string{EventSent}},
 	)
@@ -318,9 +318,9 @@ func TestAPIKeyDC(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
-			_, err := NewSources(Source{ID: "acme", HeapAppID: "x", MailchimpAPIKey: tt.key})
+			_, err := New(Source{ID: "acme", HeapAppID: "x", MailchimpAPIKey: tt.key})
 			if (err != nil) != tt.wantErr {
-				t.Fatalf("NewSources() error = %v, wantErr %v", err, tt.wantErr)
+				t.Fatalf("New() error = %v, wantErr %v", err, tt.wantErr)
 			}
 			if secret, _, _ := strings.Cut(tt.key, "-"); err != nil && secret != "" && strings.Contains(err.Error(), secret) {
 				t.Errorf("error %q quotes the key", err)
