@@ -11,13 +11,13 @@ type Source = source.Source
 // Sources is the set of configured sources, by id.
 type Sources = source.Sources
 
-// Heap's public endpoints (DESIGN.md §3).
+// Heap's public endpoints (docs/ARCHITECTURE.md §7).
 const (
 	HeapUSURL = source.HeapUSURL
 	HeapEUURL = source.HeapEUURL
 )
 
-// Heap's documented bulk-track limits (DESIGN.md §3).
+// Heap's documented bulk-track limits (docs/ARCHITECTURE.md §7).
 const (
 	HeapAppEventsPerMinute      = source.HeapAppEventsPerMinute
 	HeapIdentityEventsPerMinute = source.HeapIdentityEventsPerMinute

@@ -1,5 +1,5 @@
 // Package mapping turns one raw Mailchimp payload unit into Heap events, by
-// the default mapping of DESIGN.md §5. It is pure: identity and campaign
+// the default mapping of docs/ARCHITECTURE.md §8. It is pure: identity and campaign
 // lookups happen in the mapper, which owns the Redis round trips.
 package mapping
 
@@ -194,7 +194,7 @@ func (b *builder) mandrill(m mailchimp.MandrillEvent) (Result, error) {
 	}
 	if e != nil {
 		// No campaign exists for a transactional message: its tags and
-		// subject stand in (DESIGN.md §5).
+		// subject stand in (docs/ARCHITECTURE.md §8).
 		e.CampaignID = strings.Join(m.Msg.Tags, ",")
 		e.CampaignTitle = m.Msg.Subject
 		e.IP = m.IP

@@ -16,13 +16,13 @@ import (
 	"github.com/goccy/go-yaml"
 )
 
-// Heap's public endpoints (DESIGN.md §3).
+// Heap's public endpoints (docs/ARCHITECTURE.md §7).
 const (
 	HeapUSURL = "https://heapanalytics.com"
 	HeapEUURL = "https://c.eu.heap-api.com"
 )
 
-// Heap's documented bulk-track limits (DESIGN.md §3).
+// Heap's documented bulk-track limits (docs/ARCHITECTURE.md §7).
 const (
 	HeapAppEventsPerMinute      = 15000
 	HeapIdentityEventsPerMinute = 1000

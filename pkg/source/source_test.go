@@ -280,7 +280,7 @@ func TestSourceHeapURL(t *testing.T) {
 		})
 	}
 	if HeapUSURL != "https://heapanalytics.com" || HeapEUURL != "https://c.eu.heap-api.com" {
-		t.Errorf("Heap endpoints changed: %q, %q (DESIGN.md §3)", HeapUSURL, HeapEUURL)
+		t.Errorf("Heap endpoints changed: %q, %q (docs/ARCHITECTURE.md §7)", HeapUSURL, HeapEUURL)
 	}
 }
 
