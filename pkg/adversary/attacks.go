@@ -269,6 +269,10 @@ func holdOne(ctx context.Context, addr string, head []byte, drip func(int) byte,
 			t.serverClosed(time.Since(opened))
 			return true
 		case <-expired:
+			if ctx.Err() != nil { // its life and the run ended together
+				t.leftOpen()
+				return false
+			}
 			return true
 		case <-ctx.Done():
 			select {
