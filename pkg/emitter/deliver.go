@@ -9,7 +9,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
 
 // prepared is a batch ready to send: its events' JSON in arena.
@@ -134,40 +134,47 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]h
 		evs = append(evs, heap.Event{JSON: it.json})
 	}
 	*scratch = evs
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 200 * time.Millisecond
-	bo.MaxInterval = l.cfg.MaxBackoff
-	for {
+	err := l.track(ctx, k, evs)
+	switch {
+	case err == nil:
+		l.cfg.Log.Debug("delivered", zap.String("app", k.app), zap.Int("events", len(evs)))
+		return items, nil, nil
+	case !errors.Is(err, heap.ErrRejected):
+		return nil, nil, err // ctx's
+	case len(items) == 1:
+		return nil, []deadItem{{items[0].e, l.deadLetter(items[0].record(), err.Error()), items[0].src.ID}}, nil
+	}
+	half := len(items) / 2
+	okA, deadA, err := l.send(ctx, k, items[:half], scratch)
+	if err != nil {
+		return nil, nil, err
+	}
+	okB, deadB, err := l.send(ctx, k, items[half:], scratch)
+	return append(okA, okB...), append(deadA, deadB...), err
+}
+
+// track sends one request until Heap accepts it (nil), rejects it
+// (heap.ErrRejected: not retried, send splits it) or ctx ends (ctx's
+// error). Other errors are retried, waiting at least what Heap asked for.
+func (l *loop) track(ctx context.Context, k batchKey, evs []heap.Event) error {
+	p := retry.Policy{Initial: 200 * time.Millisecond, Max: l.cfg.MaxBackoff, After: heap.RetryAfter,
+		Notify: func(err error, wait time.Duration) {
+			l.cfg.Log.Warn("heap track failed; retrying", zap.String("app", k.app), zap.Int("events", len(evs)),
+				zap.Duration("in", wait), zap.Error(err))
+		}}
+	return retry.Do(ctx, p, func() error {
 		err := l.cfg.Heap.Track(ctx, k.url, k.app, evs)
 		switch {
 		case err == nil:
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "ok")
-			l.cfg.Log.Debug("delivered", zap.String("app", k.app), zap.Int("events", len(evs)))
-			return items, nil, nil
+			return nil
 		case errors.Is(err, heap.ErrRejected):
 			l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "rejected")
-			if len(items) == 1 {
-				return nil, []deadItem{{items[0].e, l.deadLetter(items[0].record(), err.Error()), items[0].src.ID}}, nil
-			}
-			half := len(items) / 2
-			okA, deadA, err := l.send(ctx, k, items[:half], scratch)
-			if err != nil {
-				return nil, nil, err
-			}
-			okB, deadB, err := l.send(ctx, k, items[half:], scratch)
-			return append(okA, okB...), append(deadA, deadB...), err
+			return retry.Permanent(err)
 		}
 		l.cfg.Metrics.Inc(metrics.HeapRequests, k.app, "retryable")
-		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
-		}
-		wait := max(heap.RetryAfter(err), bo.NextBackOff())
-		l.cfg.Log.Warn("heap track failed; retrying", zap.String("app", k.app), zap.Int("events", len(evs)),
-			zap.Duration("in", wait), zap.Error(err))
-		if !sleep(ctx, wait) {
-			return nil, nil, ctx.Err()
-		}
-	}
+		return err
+	})
 }
 
 // deadLettered writes dead letters and marks them done. It returns false

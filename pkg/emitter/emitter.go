@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
@@ -257,32 +257,8 @@ func (l *loop) waitUnstall(ctx context.Context) bool {
 // retry runs fn until it succeeds or ctx ends, backing off on errors: a
 // dependency outage pauses delivery, it never drops or dead-letters events.
 func (l *loop) retry(ctx context.Context, what string, fn func() error) bool {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = 100 * time.Millisecond
-	bo.MaxInterval = l.cfg.MaxBackoff
-	for {
-		err := fn()
-		if err == nil {
-			return true
-		}
-		wait := bo.NextBackOff()
-		l.cfg.Log.Warn(what+" failed; retrying", zap.Duration("in", wait), zap.Error(err))
-		if !sleep(ctx, wait) {
-			return false
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: l.cfg.MaxBackoff,
+		Notify: func(err error, wait time.Duration) {
+			l.cfg.Log.Warn(what+" failed; retrying", zap.Duration("in", wait), zap.Error(err))
+		}}, fn) == nil
 }

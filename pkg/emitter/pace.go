@@ -9,6 +9,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
 
 // pace reserves the batch in the app's and its identities' budgets for one
@@ -29,7 +30,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch [
 		if wait := ids.Wait(per, time.Now()); wait > 0 {
 			l.cfg.Log.Debug("identity budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
 			l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "identity")
-			if !sleep(ctx, wait) {
+			if !retry.Sleep(ctx, wait) {
 				return false
 			}
 			continue
@@ -51,7 +52,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch [
 			l.cfg.Log.Debug("app budget spent; waiting", zap.String("app", k.app), zap.Duration("wait", wait))
 			l.cfg.Metrics.Add(metrics.PacingWait, wait.Seconds(), k.app, "app")
 		}
-		if !sleep(ctx, time.Until(at)+idWait) {
+		if !retry.Sleep(ctx, time.Until(at)+idWait) {
 			return false
 		}
 		if idWait == 0 {
