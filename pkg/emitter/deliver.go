@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -15,6 +14,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 )
@@ -36,13 +36,6 @@ func (p prepared) release() {
 	if cap(*p.arena) <= 8<<20 { // a rare huge batch is not kept
 		arenas.Put(p.arena)
 	}
-}
-
-// scratch is a worker's reused memory for encoding events.
-type scratch struct {
-	props []heap.Property
-	ts    [32]byte
-	ends  []int
 }
 
 // prepare finishes what the ledger says Heap already has of a taken batch,
@@ -75,10 +68,8 @@ func (l *loop) encode(batch []*item, sc *scratch) (prepared, []deadItem) {
 			dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "undecodable: "+err.Error()), it.src.ID})
 			return true
 		}
-		hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
-		sc.props = hev.Props[:0]
 		n := len(buf)
-		if buf, err = heap.AppendEvent(buf, hev); err != nil {
+		if buf, err = sc.appendEvent(buf, ev); err != nil {
 			buf = buf[:n]
 			dead = append(dead, deadItem{it.e, l.deadLetter(it.record(), "not encodable for Heap: "+err.Error()), it.src.ID})
 			return true
@@ -106,11 +97,11 @@ type sentBatch struct {
 
 // deliver paces a prepared batch and sends it to Heap. It returns false
 // only when ctx ended first.
-func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item, evs *[]heap.Event) (sentBatch, bool) {
+func (l *loop) deliver(ctx context.Context, k batchKey, batch []*item, req *request) (sentBatch, bool) {
 	if !l.pace(ctx, k, batch[0].src, batch) {
 		return sentBatch{}, false
 	}
-	delivered, dead, err := l.send(ctx, k, batch, evs)
+	delivered, dead, err := l.send(ctx, k, batch, req)
 	if err != nil {
 		return sentBatch{}, false
 	}
@@ -126,14 +117,9 @@ type deadItem struct {
 // send delivers items, retrying what may succeed later and splitting a
 // rejected request until the bad events are isolated. It returns the
 // delivered items and the dead letters, or ctx's error. It builds each
-// request's events in scratch, whose array it reuses: Track is done with
-// them when it returns.
-func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]heap.Event) ([]*item, []deadItem, error) {
-	evs := (*scratch)[:0]
-	for _, it := range items {
-		evs = append(evs, heap.Event{JSON: it.json})
-	}
-	*scratch = evs
+// request in req.
+func (l *loop) send(ctx context.Context, k batchKey, items []*item, req *request) ([]*item, []deadItem, error) {
+	evs := req.events(items)
 	err := l.track(ctx, k, evs)
 	switch {
 	case err == nil:
@@ -145,11 +131,11 @@ func (l *loop) send(ctx context.Context, k batchKey, items []*item, scratch *[]h
 		return nil, []deadItem{{items[0].e, l.deadLetter(items[0].record(), err.Error()), items[0].src.ID}}, nil
 	}
 	half := len(items) / 2
-	okA, deadA, err := l.send(ctx, k, items[:half], scratch)
+	okA, deadA, err := l.send(ctx, k, items[:half], req)
 	if err != nil {
 		return nil, nil, err
 	}
-	okB, deadB, err := l.send(ctx, k, items[half:], scratch)
+	okB, deadB, err := l.send(ctx, k, items[half:], req)
 	return append(okA, okB...), append(deadA, deadB...), err
 }
 
@@ -210,10 +196,44 @@ func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	return kafka.DeadLetter(r, l.cfg.Topics.EventsDLQ, reason)
 }
 
+// What follows is the emitter's one contact with the shape of heap.Event:
+// encode writes each event's JSON through scratch.appendEvent, send hands
+// the prepared JSON to Track through request.events, and HeapEvent is what
+// tests compare Heap's events with. The properties are the mapping's
+// (mapping.AppendHeapProperties).
+
+// scratch is a worker's reused memory for encoding events.
+type scratch struct {
+	props []heap.Property
+	ts    [32]byte
+	ends  []int
+}
+
+// appendEvent appends ev to b as Heap's Track API event, its JSON, building
+// it in sc.
+func (sc *scratch) appendEvent(b []byte, ev events.Event) ([]byte, error) {
+	hev := heapEvent(sc.props[:0], ev, heap.AppendTimestamp(sc.ts[:0], ev.Time))
+	sc.props = hev.Props[:0]
+	return heap.AppendEvent(b, hev)
+}
+
+// request is a sender's reused memory for a request's events.
+type request struct{ evs []heap.Event }
+
+// events are items' prepared events, for Track, which is done with them
+// when it returns: the next request reuses their array.
+func (r *request) events(items []*item) []heap.Event {
+	r.evs = r.evs[:0]
+	for _, it := range items {
+		r.evs = append(r.evs, heap.Event{JSON: it.json})
+	}
+	return r.evs
+}
+
 // HeapEvent turns a mapped event into a Track API event with Heap's exact
 // property names, every value cut under Heap's length limit.
 func HeapEvent(e events.Event) heap.Event {
-	return heapEvent(make([]heap.Property, 0, 9), e, heap.AppendTimestamp(nil, e.Time))
+	return heapEvent(make([]heap.Property, 0, mapping.HeapProperties), e, heap.AppendTimestamp(nil, e.Time))
 }
 
 // heapEvent is HeapEvent with its properties appended to props and ts, the
@@ -222,26 +242,11 @@ func heapEvent(props []heap.Property, e events.Event, ts []byte) heap.Event {
 	// Only read while ts is: for the event's JSON, or by HeapEvent's caller,
 	// whose ts nothing else holds.
 	tss := unsafe.String(unsafe.SliceData(ts), len(ts))
-	add := func(k, v string) {
-		if v != "" {
-			props = append(props, heap.Property{Key: k, Value: heap.Truncate(v)})
-		}
-	}
-	// In key order: the body lists them as encoding/json lists a map's keys.
-	add("Bounce Type", e.BounceType)
-	add("Campaign ID", e.CampaignID)
-	add("Campaign Title", e.CampaignTitle)
-	add("IP", e.IP)
-	add("List ID", e.ListID)
-	add("Subject", e.Subject)
-	add("Tags", strings.Join(e.Tags, ","))
-	add("Time", tss)
-	add("URL", e.URL)
 	return heap.Event{
 		Identity:       e.Identity,
 		Event:          e.Name,
 		Timestamp:      tss,
-		Props:          props,
+		Props:          mapping.AppendHeapProperties(props, e, tss),
 		IdempotencyKey: e.ID,
 	}
 }

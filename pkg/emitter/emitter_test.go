@@ -3,11 +3,11 @@ package emitter_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -21,36 +21,27 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
 )
 
+// TestHeapEvent: the Track API event of a mapped event, its properties the
+// mapping's (mapping.AppendHeapProperties, tested there).
 func TestHeapEvent(t *testing.T) {
 	at := time.Date(2026, 10, 2, 15, 2, 11, 0, time.UTC)
-	long := strings.Repeat("é", 3000)
 	e := events.Event{ID: "id1", Identity: "jordan@example.com", Name: events.NameClick, Time: at,
-		CampaignID: "c1", CampaignTitle: long, ListID: "l1", IP: "192.0.2.44", URL: "https://x.example/?a=1&b=2"}
+		CampaignID: "c1", CampaignTitle: strings.Repeat("é", 3000), ListID: "l1", IP: "192.0.2.44",
+		URL: "https://x.example/?a=1&b=2"}
 	got := emitter.HeapEvent(e)
 	if got.Identity != e.Identity || got.Event != "Click Email Link" || got.IdempotencyKey != "id1" ||
 		got.Timestamp != "2026-10-02T15:02:11.000Z" {
 		t.Fatalf("%+v", got)
 	}
-	if !slices.IsSortedFunc(got.Props, func(a, b heap.Property) int { return strings.Compare(a.Key, b.Key) }) {
-		t.Errorf("properties not in key order: %v", got.Props)
+	want := map[string]any{}
+	for _, p := range mapping.AppendHeapProperties(nil, e, got.Timestamp) {
+		want[p.Key] = p.Value
 	}
-	props := got.PropertyMap()
-	want := map[string]string{"Campaign ID": "c1", "List ID": "l1", "IP": "192.0.2.44",
-		"Time": "2026-10-02T15:02:11.000Z", "URL": "https://x.example/?a=1&b=2"}
-	for k, v := range want {
-		if props[k] != v {
-			t.Errorf("%s = %v, want %v", k, props[k], v)
-		}
-	}
-	if title := props["Campaign Title"].(string); len([]rune(title)) != heap.MaxValueLen {
-		t.Errorf("title cut to %d runes, want %d", len([]rune(title)), heap.MaxValueLen)
-	}
-	for _, k := range []string{"Bounce Type", "Subject", "Tags"} {
-		if _, ok := props[k]; ok {
-			t.Errorf("empty %s sent", k)
-		}
+	if diff := cmp.Diff(want, got.PropertyMap()); diff != "" {
+		t.Errorf("properties (-want +got):\n%s", diff)
 	}
 }
 

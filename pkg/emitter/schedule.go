@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 )
 
@@ -42,9 +41,9 @@ func (l *loop) work(ctx context.Context, q *queue) {
 	var stages sync.WaitGroup
 	stages.Go(func() {
 		defer close(sent)
-		var evs []heap.Event // each request's, reused
+		var req request
 		for p := range ready {
-			s, ok := l.deliver(ctx, q.key, p.items, &evs)
+			s, ok := l.deliver(ctx, q.key, p.items, &req)
 			if !ok {
 				return // ctx ended: undelivered events stay uncommitted
 			}
