@@ -41,36 +41,19 @@ func (l *loop) work(ctx context.Context, q *queue) {
 	var stages sync.WaitGroup
 	stages.Go(func() {
 		defer close(sent)
-		var req request
-		for p := range ready {
-			s, ok := l.deliver(ctx, q.key, p.items, &req)
-			if !ok {
-				return // ctx ended: undelivered events stay uncommitted
-			}
-			p.release()
-			sent <- s
-		}
+		l.sender(ctx, q, ready, sent)
 	})
-	stages.Go(func() {
-		for s := range sent {
-			l.record(ctx, q.key, s)
-			l.mu.Lock()
-			q.inflight -= s.n
-			if n := len(q.items) + q.inflight; q.paused && n <= q.max/2 || n < q.max/2 && l.pausedFor(q) {
-				// Resume now (this queue drained, or it is short and a
-				// partition paused for another app holds its events), not
-				// after the poll loop's next poll: that waits on the paused
-				// partitions' fetch (up to PollWait) while this queue runs dry.
-				l.flowControl()
-			}
-			l.mu.Unlock()
-			q.poke()
-		}
-	})
+	stages.Go(func() { l.recorder(ctx, q, sent) })
 	defer func() {
 		close(ready)
 		stages.Wait()
 	}()
+	l.preparer(ctx, q, ready)
+}
+
+// preparer takes q's batches as they are due and prepares them for the
+// sender, until ctx ends.
+func (l *loop) preparer(ctx context.Context, q *queue, ready chan<- prepared) {
 	var sc scratch
 	for {
 		select {
@@ -78,25 +61,7 @@ func (l *loop) work(ctx context.Context, q *queue) {
 			return
 		case <-q.wake:
 		}
-		for {
-			l.mu.Lock()
-			n, limit, busy := len(q.items), l.batchLimit(q), q.inflight > 0
-			var wait time.Duration
-			if n > 0 && n < limit && !busy {
-				wait = l.shortWait(q, time.Now())
-			} else if n >= limit {
-				q.short = time.Time{}
-			}
-			l.mu.Unlock()
-			if n == 0 || n < limit && busy {
-				// A short batch waits for the one in flight (the recorder
-				// wakes us): under backlog every request goes out full.
-				break
-			}
-			if wait > 0 {
-				time.AfterFunc(wait, q.poke)
-				break
-			}
+		for l.due(q) {
 			batch := l.take(ctx, q)
 			if len(batch) == 0 {
 				break
@@ -119,6 +84,64 @@ func (l *loop) work(ctx context.Context, q *queue) {
 				return
 			}
 		}
+	}
+}
+
+// due reports whether q's next batch is to be taken now: a full one, or a
+// short one while none is in flight and it need not wait for more
+// (shortWait; q is poked once it waited).
+func (l *loop) due(q *queue) bool {
+	l.mu.Lock()
+	n, limit, busy := len(q.items), l.batchLimit(q), q.inflight > 0
+	var wait time.Duration
+	if n > 0 && n < limit && !busy {
+		wait = l.shortWait(q, time.Now())
+	} else if n >= limit {
+		q.short = time.Time{}
+	}
+	l.mu.Unlock()
+	if n == 0 || n < limit && busy {
+		// A short batch waits for the one in flight (the recorder wakes
+		// us): under backlog every request goes out full.
+		return false
+	}
+	if wait > 0 {
+		time.AfterFunc(wait, q.poke)
+		return false
+	}
+	return true
+}
+
+// sender paces and sends the prepared batches until ready closes or ctx
+// ends.
+func (l *loop) sender(ctx context.Context, q *queue, ready <-chan prepared, sent chan<- sentBatch) {
+	var req request
+	for p := range ready {
+		s, ok := l.deliver(ctx, q.key, p.items, &req)
+		if !ok {
+			return // ctx ended: undelivered events stay uncommitted
+		}
+		p.release()
+		sent <- s
+	}
+}
+
+// recorder notes the sent batches and marks them done (record), and
+// resumes fetching for q as it drains, until sent closes.
+func (l *loop) recorder(ctx context.Context, q *queue, sent <-chan sentBatch) {
+	for s := range sent {
+		l.record(ctx, q.key, s)
+		l.mu.Lock()
+		q.inflight -= s.n
+		if n := len(q.items) + q.inflight; q.paused && n <= q.max/2 || n < q.max/2 && l.pausedFor(q) {
+			// Resume now (this queue drained, or it is short and a
+			// partition paused for another app holds its events), not
+			// after the poll loop's next poll: that waits on the paused
+			// partitions' fetch (up to PollWait) while this queue runs dry.
+			l.flowControl()
+		}
+		l.mu.Unlock()
+		q.poke()
 	}
 }
 
