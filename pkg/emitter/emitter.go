@@ -1,11 +1,33 @@
 // Package emitter delivers heap.events to Heap's Track API in bulk requests,
-// paced under Heap's limits, and commits offsets only up to the contiguous
-// prefix of events Heap accepted or that were dead-lettered with Heap's answer.
+// paced under Heap's limits.
 //
-// One goroutine polls Kafka and hands each event to the queue of its Heap app;
-// one worker per app packs, paces and sends requests. An app whose queue is
-// full (its budget is spent, or Heap is down) pauses the partitions holding its
-// events, so memory stays bounded while other apps keep flowing.
+// The contract: every record of heap.events reaches Heap, or the dead-letter
+// topic with the reason, and a partition's offset is committed only past a
+// contiguous prefix of records that did. A record's way:
+//
+//   - poll (emitter.go) fetches it, read-committed; accept (accept.go) gives
+//     it an entry in its partition's offset order (commit.go) and queues a
+//     compact copy of it for its Heap app. A record that does not route is
+//     dead-lettered at once.
+//   - The app's worker (schedule.go) takes a batch, lingering for a fuller
+//     one, finishes what the ledger says Heap already has (ledger.go),
+//     encodes the rest (deliver.go), paces it under the app's and its
+//     identities' budgets (pace.go) and sends it. An error Heap may get over
+//     is retried until ctx ends; a rejected request is split in halves until
+//     the events Heap refuses are alone, and those are dead-lettered with
+//     Heap's answer.
+//   - An entry is done once Heap accepted its event, the ledger had it, or
+//     it was dead-lettered. Only each partition's contiguous prefix of done
+//     entries is marked for commit: after a crash or a rebalance the next
+//     owner sends what followed again, and Heap's idempotency key (the
+//     event id) and the ledger, when set, keep Heap from counting an event
+//     twice.
+//   - A revoked partition (group.go) commits its done prefix and abandons
+//     its queued events to its next owner; a lost one only abandons them.
+//
+// Memory stays bounded (flow.go): an app whose queue is full (its budget is
+// spent, or Heap is down) pauses the partitions holding its events, while
+// other apps keep flowing; with every partition held, the loop stops polling.
 package emitter
 
 import (
@@ -82,36 +104,8 @@ type Config struct {
 
 // Run consumes heap.events until ctx ends, then commits what was delivered.
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Group == "" {
-		cfg.Group = "emitter"
-	}
-	if cfg.MaxPoll <= 0 {
-		cfg.MaxPoll = 5000
-	}
-	if cfg.MaxBatch <= 0 || cfg.MaxBatch > heap.MaxBatch {
-		cfg.MaxBatch = heap.MaxBatch
-	}
-	if cfg.MaxQueued <= 0 {
-		// Five full requests ahead keep an unpaced worker busy; a queued
-		// event holds its record (the Avro bytes, ~0.5 KB with its share of
-		// the fetched batch), decoded only when its request is built.
-		cfg.MaxQueued = 5000
-	}
-	if cfg.PollWait <= 0 {
-		cfg.PollWait = 250 * time.Millisecond
-	}
-	if cfg.Linger <= 0 {
-		cfg.Linger = 20 * time.Millisecond
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
-	if cfg.PacePeriod <= 0 {
-		cfg.PacePeriod = time.Minute
-	}
-	l := &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
-		sources: map[string]*config.Source{}, headerKeys: map[string]string{}, apps: map[string]string{},
-		unstall: make(chan struct{}, 1)}
+	cfg = cfg.withDefaults()
+	l := newLoop(cfg)
 	opts := append(slices.Clone(cfg.ClientOpts),
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.Group),
@@ -139,9 +133,59 @@ func Run(ctx context.Context, cfg Config) error {
 	return l.run(ctx)
 }
 
+// withDefaults is cfg with its zero settings defaulted.
+func (cfg Config) withDefaults() Config {
+	if cfg.Group == "" {
+		cfg.Group = "emitter"
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = 5000
+	}
+	if cfg.MaxBatch <= 0 || cfg.MaxBatch > heap.MaxBatch {
+		cfg.MaxBatch = heap.MaxBatch
+	}
+	if cfg.MaxQueued <= 0 {
+		// Five full requests ahead keep an unpaced worker busy; a queued
+		// event holds its record (the Avro bytes, ~0.5 KB with its share of
+		// the fetched batch), decoded only when its request is built.
+		cfg.MaxQueued = 5000
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = 250 * time.Millisecond
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = 20 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.PacePeriod <= 0 {
+		cfg.PacePeriod = time.Minute
+	}
+	return cfg
+}
+
+// client is what the loop uses of its Kafka client (a *kgo.Client; a fake
+// in unit tests).
+type client interface {
+	PollRecords(ctx context.Context, maxPollRecords int) kgo.Fetches
+	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
+	MarkCommitRecords(rs ...*kgo.Record)
+	CommitMarkedOffsets(ctx context.Context) error
+	PauseFetchPartitions(topicPartitions map[string][]int32) map[string][]int32
+	ResumeFetchPartitions(topicPartitions map[string][]int32)
+}
+
+// newLoop is a loop of cfg, defaulted, without its client yet.
+func newLoop(cfg Config) *loop {
+	return &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
+		sources: map[string]*config.Source{}, headerKeys: map[string]string{}, apps: map[string]string{},
+		unstall: make(chan struct{}, 1)}
+}
+
 type loop struct {
 	cfg Config
-	cl  *kgo.Client
+	cl  client
 
 	mu     sync.Mutex
 	parts  map[tp]*partition

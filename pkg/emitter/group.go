@@ -27,14 +27,23 @@ func (l *loop) assigned(_ context.Context, _ *kgo.Client, m map[string][]int32) 
 // revoked marks what was delivered on the revoked partitions, commits it,
 // and abandons their queued events: the next owner sends them.
 func (l *loop) revoked(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+	l.revoke(ctx, cl, m)
+}
+
+// revoke is revoked, for any client.
+func (l *loop) revoke(ctx context.Context, cl client, m map[string][]int32) {
 	l.drop(m, true)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		l.cfg.Log.Warn("commit on revoke failed; delivered events may be sent again", zap.Error(err))
 	}
 }
 
+// lost abandons the lost partitions' queued events, committing nothing:
+// the group gave them to another member already.
 func (l *loop) lost(_ context.Context, _ *kgo.Client, m map[string][]int32) { l.drop(m, false) }
 
+// drop forgets the partitions of m (after marking their done prefix, if
+// mark) and abandons their queued events; it resumes those paused.
 func (l *loop) drop(m map[string][]int32, mark bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
