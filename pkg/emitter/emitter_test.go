@@ -22,6 +22,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestHeapEvent: the Track API event of a mapped event, its properties the
@@ -138,16 +139,8 @@ func (h *harness) run(t *testing.T, timeout time.Duration, opts ...func(*emitter
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitWithin bounds the tests' waits for the emitter, on kfake or Kafka.
+const waitWithin = 30 * time.Second
 
 // TestEmitterDeliversThroughFaults: 5xx, 429 with Retry-After, a timeout and
 // a malformed 2xx answer are retried; a poison event and an undecodable
@@ -186,7 +179,9 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 	}
 
 	stop := h.run(t, 500*time.Millisecond)
-	waitFor(t, "2530 events in Heap", func() bool { return len(h.sink.Accepted()) == 2530 })
+	testsupport.WaitFor(t, "2530 events in Heap", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 2530
+	})
 	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 3, 30*time.Second)
 	if len(dead) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(dead))
@@ -215,7 +210,7 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 	}
 	// Committed offsets reach the end of every partition.
 	adm := kadm.NewClient(cl)
-	waitFor(t, "offsets committed", func() bool {
+	testsupport.WaitFor(t, "offsets committed", waitWithin, func() bool {
 		ends, err := adm.ListEndOffsets(context.Background(), h.topics.Events)
 		if err != nil {
 			return false
@@ -281,7 +276,9 @@ func TestEmitterHidesHeapAnswers(t *testing.T) {
 
 	core, logs := observer.New(zap.DebugLevel)
 	stop := h.run(t, 5*time.Second, func(c *emitter.Config) { c.Log = zap.New(core) })
-	waitFor(t, "20 events in Heap", func() bool { return len(h.sink.Accepted()) == 20 })
+	testsupport.WaitFor(t, "20 events in Heap", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 20
+	})
 	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 1, 30*time.Second)
 	stop()
 	if len(dead) != 1 || kafka.Header(dead[0], kafka.HeaderEventID) != poison.ID {
