@@ -190,6 +190,7 @@ func (l *loop) produceDead(ctx context.Context, recs []*kgo.Record) bool {
 	})
 }
 
+// deadLetter is r as a dead letter of reason, logged.
 func (l *loop) deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	l.cfg.Log.Warn("dead-lettering event", zap.String("event_id", kafka.Header(r, kafka.HeaderEventID)),
 		zap.String("reason", reason), zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset))
