@@ -3,11 +3,11 @@ package emitter_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -21,36 +21,25 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
+// TestHeapEvent: the Track API event of a mapped event, its properties the
+// mapping's (mapping.AppendHeapProperties, tested there).
 func TestHeapEvent(t *testing.T) {
 	at := time.Date(2026, 10, 2, 15, 2, 11, 0, time.UTC)
-	long := strings.Repeat("é", 3000)
 	e := events.Event{ID: "id1", Identity: "jordan@example.com", Name: events.NameClick, Time: at,
-		CampaignID: "c1", CampaignTitle: long, ListID: "l1", IP: "192.0.2.44", URL: "https://x.example/?a=1&b=2"}
+		CampaignID: "c1", CampaignTitle: strings.Repeat("é", 3000), ListID: "l1", IP: "192.0.2.44",
+		URL: "https://x.example/?a=1&b=2"}
 	got := emitter.HeapEvent(e)
 	if got.Identity != e.Identity || got.Event != "Click Email Link" || got.IdempotencyKey != "id1" ||
 		got.Timestamp != "2026-10-02T15:02:11.000Z" {
 		t.Fatalf("%+v", got)
 	}
-	if !slices.IsSortedFunc(got.Properties, func(a, b heap.Property) int { return strings.Compare(a.Key, b.Key) }) {
-		t.Errorf("properties not in key order: %v", got.Properties)
-	}
-	props := heaptest.EventOf(got).Properties
-	want := map[string]string{"Campaign ID": "c1", "List ID": "l1", "IP": "192.0.2.44",
-		"Time": "2026-10-02T15:02:11.000Z", "URL": "https://x.example/?a=1&b=2"}
-	for k, v := range want {
-		if props[k] != v {
-			t.Errorf("%s = %v, want %v", k, props[k], v)
-		}
-	}
-	if title := props["Campaign Title"].(string); len([]rune(title)) != heap.MaxValueLen {
-		t.Errorf("title cut to %d runes, want %d", len([]rune(title)), heap.MaxValueLen)
-	}
-	for _, k := range []string{"Bounce Type", "Subject", "Tags"} {
-		if _, ok := props[k]; ok {
-			t.Errorf("empty %s sent", k)
-		}
+	want := mapping.AppendHeapProperties(nil, e, got.Timestamp)
+	if diff := cmp.Diff(want, got.Properties); diff != "" {
+		t.Errorf("properties (-want +got):\n%s", diff)
 	}
 }
 
@@ -147,16 +136,8 @@ func (h *harness) run(t *testing.T, timeout time.Duration, opts ...func(*emitter
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// waitWithin bounds the tests' waits for the emitter, on kfake or Kafka.
+const waitWithin = 30 * time.Second
 
 // TestEmitterDeliversThroughFaults: 5xx, 429 with Retry-After, a timeout and
 // a malformed 2xx answer are retried; a poison event and an undecodable
@@ -195,7 +176,9 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 	}
 
 	stop := h.run(t, 500*time.Millisecond)
-	waitFor(t, "2530 events in Heap", func() bool { return len(h.sink.Accepted()) == 2530 })
+	testsupport.WaitFor(t, "2530 events in Heap", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 2530
+	})
 	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 3, 30*time.Second)
 	if len(dead) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(dead))
@@ -224,7 +207,7 @@ func TestEmitterDeliversThroughFaults(t *testing.T) {
 	}
 	// Committed offsets reach the end of every partition.
 	adm := kadm.NewClient(cl)
-	waitFor(t, "offsets committed", func() bool {
+	testsupport.WaitFor(t, "offsets committed", waitWithin, func() bool {
 		ends, err := adm.ListEndOffsets(context.Background(), h.topics.Events)
 		if err != nil {
 			return false
@@ -290,7 +273,9 @@ func TestEmitterHidesHeapAnswers(t *testing.T) {
 
 	core, logs := observer.New(zap.DebugLevel)
 	stop := h.run(t, 5*time.Second, func(c *emitter.Config) { c.Log = zap.New(core) })
-	waitFor(t, "20 events in Heap", func() bool { return len(h.sink.Accepted()) == 20 })
+	testsupport.WaitFor(t, "20 events in Heap", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 20
+	})
 	dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 1, 30*time.Second)
 	stop()
 	if len(dead) != 1 || kafka.Header(dead[0], kafka.HeaderEventID) != poison.ID {

@@ -14,6 +14,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestEmitterPacesUnderHeapLimits: with the stand-in enforcing per-app and
@@ -40,7 +41,7 @@ func TestEmitterPacesUnderHeapLimits(t *testing.T) {
 		c.Ledger = ledger.NewStore(rdb, time.Hour)
 	})
 	defer stop()
-	waitFor(t, "1500 events", func() bool { return len(h.sink.Accepted()) == 1500 })
+	testsupport.WaitFor(t, "1500 events", waitWithin, func() bool { return len(h.sink.Accepted()) == 1500 })
 	if st := h.sink.Stats(); st.Throttled != 0 || st.Rejected != 0 {
 		t.Fatalf("stand-in answered 429 %d times (stats %+v)", st.Throttled, st)
 	}
@@ -89,7 +90,9 @@ func TestEmitterOtherAppsFlow(t *testing.T) {
 		}
 	})
 	defer stop()
-	waitFor(t, "beta's 300 events while acme is down", func() bool { return len(h.sink.Accepted()) == 300 })
+	testsupport.WaitFor(t, "beta's 300 events while acme is down", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 300
+	})
 	for _, a := range h.sink.Accepted() {
 		if a.AppID != h.prefix+"beta" {
 			t.Fatalf("acme delivered while down: %+v", a)
@@ -103,7 +106,9 @@ func TestEmitterOtherAppsFlow(t *testing.T) {
 		t.Errorf("queued up to %d events", q)
 	}
 	down.Store(false)
-	waitFor(t, "all 3300 events after acme recovers", func() bool { return len(h.sink.Accepted()) == 3300 })
+	testsupport.WaitFor(t, "all 3300 events after acme recovers", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 3300
+	})
 }
 
 // TestEmitterResumesWhenDrained: an app whose queue filled (its partition
@@ -129,7 +134,7 @@ func TestEmitterResumesWhenDrained(t *testing.T) {
 	defer stop()
 	// A resumed partition joins the next fetch, after the one long-polling
 	// the empty partitions (FetchMaxWait, 1 s): some seconds in all.
-	waitFor(t, "1200 events", func() bool { return len(h.sink.Accepted()) == 1200 })
+	testsupport.WaitFor(t, "1200 events", waitWithin, func() bool { return len(h.sink.Accepted()) == 1200 })
 	if paused.Load() == 0 {
 		t.Error("the partition never paused: the test did not exercise a resume")
 	}
@@ -159,12 +164,18 @@ func TestEmitterResumesReassignedPartitions(t *testing.T) {
 	var pausedA, pausedB atomic.Int64
 	stopA := h.run(t, time.Second, observe(&pausedA))
 	defer stopA()
-	waitFor(t, "the first member to pause the 3 partitions with events", func() bool { return pausedA.Load() == 3 })
+	testsupport.WaitFor(t, "the first member to pause the 3 partitions with events", waitWithin, func() bool {
+		return pausedA.Load() == 3
+	})
 	stopB := h.run(t, time.Second, observe(&pausedB))
-	waitFor(t, "the second member to take and pause a partition", func() bool { return pausedB.Load() > 0 })
+	testsupport.WaitFor(t, "the second member to take and pause a partition", waitWithin, func() bool {
+		return pausedB.Load() > 0
+	})
 	stopB() // it leaves: its partitions go back to the first member
 	down.Store(false)
-	waitFor(t, "all 3000 events", func() bool { return len(h.sink.Accepted()) >= 3000 })
+	testsupport.WaitFor(t, "all 3000 events", waitWithin, func() bool {
+		return len(h.sink.Accepted()) >= 3000
+	})
 }
 
 // TestEmitterFetchesBacklogOnce: a backlog ten times the queue's bound, on
@@ -197,9 +208,11 @@ func TestEmitterFetchesBacklogOnce(t *testing.T) {
 	})
 	defer stop()
 	// Every partition carried acme: a full queue now holds them all.
-	waitFor(t, "the first 30 events", func() bool { return len(h.sink.Accepted()) == 30 })
+	testsupport.WaitFor(t, "the first 30 events", waitWithin, func() bool {
+		return len(h.sink.Accepted()) == 30
+	})
 	produce(30, 1000)
-	waitFor(t, "3030 events", func() bool { return len(h.sink.Accepted()) == 3030 })
+	testsupport.WaitFor(t, "3030 events", waitWithin, func() bool { return len(h.sink.Accepted()) == 3030 })
 	if held.Load() == 0 {
 		t.Error("the partitions were never held: the test did not exercise flow control")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestEmitterRecordsStatus: what Heap accepted is counted per source and
@@ -39,7 +40,7 @@ func TestEmitterRecordsStatus(t *testing.T) {
 		}
 		return r
 	}
-	waitFor(t, "acme's and beta's counts", func() bool {
+	testsupport.WaitFor(t, "acme's and beta's counts", waitWithin, func() bool {
 		return report("acme").DeliveredTotal() == 6 && report("acme").DeadLettered[status.ReasonHeapRejected] == 1 &&
 			report("beta").DeliveredTotal() == 2
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // produceRaw writes values as heap.events records of evs (keys and event
@@ -118,7 +119,9 @@ func TestEmitterReadsOtherVersions(t *testing.T) {
 			run := h.run(t, 5*time.Second)
 			stop := func() { once.Do(run) }
 			defer stop()
-			waitFor(t, "every known event in Heap", func() bool { return len(h.sink.Accepted()) == len(evs)-1 })
+			testsupport.WaitFor(t, "every known event in Heap", waitWithin, func() bool {
+				return len(h.sink.Accepted()) == len(evs)-1
+			})
 			dead := kafkatest.Consume(t, h.brokers, h.topics.EventsDLQ, 1, 30*time.Second)
 			if len(dead) != 1 || kafka.Header(dead[0], kafka.HeaderEventID) != "acme-99" {
 				t.Fatalf("dead letters %v, want the unknown schema's record", dead)

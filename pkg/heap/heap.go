@@ -107,6 +107,12 @@ func Retryable(err error) bool { return httperr.Retryable(err) }
 // RetryAfter returns the wait Heap asked for, if any.
 func RetryAfter(err error) time.Duration { return httperr.Of(err) }
 
+// Answer is the error Client returns for Heap's answer of status (with its
+// Retry-After wait and body): what fakes of Heap answer with.
+func Answer(status int, retryAfter time.Duration, body string) error {
+	return classify(&httperr.StatusError{API: "heap", Status: status, RetryAfter: retryAfter, Body: body})
+}
+
 // classify is Heap's answer with its Class: ErrRejected for 4xx but 408 and
 // 429, which retrying the same request cannot change.
 func classify(se *httperr.StatusError) *httperr.StatusError {
