@@ -10,13 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/goccy/go-yaml"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
@@ -45,39 +42,10 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	if err := os.MkdirAll(env.DataDir, 0o700); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	brokers := env.KafkaBrokers
-	if len(brokers) == 0 {
-		cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(env.DataDir, "kafka")),
-			kfake.WithLogger(kfakeLogger{log.Named("kfake")}))
-		if err != nil {
-			return fmt.Errorf("embedded kafka: %w", err)
-		}
-		defer cluster.Close()
-		brokers = cluster.ListenAddrs()
-		env.CreateTopics = true // the embedded cluster starts empty
-		log.Info("embedded kafka", zap.Strings("brokers", brokers), zap.String("data_dir", filepath.Join(env.DataDir, "kafka")))
-	}
-	if !env.Redis.Configured(env.RedisURL) {
-		mr, err := miniredis.Run()
-		if err != nil {
-			return fmt.Errorf("embedded redis: %w", err)
-		}
-		defer mr.Close()
-		env.RedisURL = "redis://" + mr.Addr()
-		log.Info("embedded redis (miniredis); set REDIS_URL to use a redis-server")
-	}
-	var sink *heaptest.Sink
-	if env.HeapAPIURL == "" {
-		sink = heaptest.NewSink(heaptest.OnAccept(logAccepted(log.Named("heap-sink"))))
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fmt.Errorf("heap sink: %w", err)
-		}
-		srv := &http.Server{Handler: sink}
-		go srv.Serve(ln)
-		defer srv.Close()
-		env.HeapAPIURL = "http://" + ln.Addr().String()
-		log.Info("heap stand-in receiving events (set HEAP_API_URL for a real Heap)", zap.String("url", env.HeapAPIURL))
+	s := &standIns{log: log}
+	defer s.close()
+	if err := s.start(&env); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", env.IngressAddr)
 	if err != nil {
@@ -91,39 +59,17 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	defer admin.Close() // Serve closes it too; this covers the early returns
 	ingressURL := "http://" + hostPort(ln.Addr())
 	sources, demo, err := loadSources(env, ingressURL)
+	if err == nil && demo {
+		sources, err = s.mailchimp(sources)
+	}
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	var mc *mailchimptest.Service
-	if demo {
-		// The demo source polls an in-process Mailchimp stand-in serving the
-		// fixture campaign, so the demo shows polled opens and clicks too.
-		mc = mailchimptest.NewService()
-		mc.LoadFixtures()
-		mcln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("mailchimp stand-in: %w", err)
-		}
-		mcsrv := &http.Server{Handler: mc}
-		go mcsrv.Serve(mcln)
-		defer mcsrv.Close()
-		src := sources.All()[0]
-		src.MailchimpAPIKey = mailchimptest.DefaultAPIKey
-		src.MailchimpAPIURL = "http://" + mcln.Addr().String() + "/3.0"
-		src.ActivityWindow = 10 * 365 * 24 * time.Hour // the fixture campaign is from October 2026
-		src.PollInterval = 30 * time.Second
-		if sources, err = config.NewSources(src); err != nil {
-			ln.Close()
-			return err
-		}
-		log.Info("demo source polls a Mailchimp stand-in", zap.String("url", src.MailchimpAPIURL))
-	}
 	if env.InstanceID == "" {
 		env.InstanceID = "stack"
 	}
-	d, err := service.Open(ctx, env, sources, log, brokers, "ingress", "mapper", "emitter")
+	d, err := service.Open(ctx, env, sources, log, s.brokers, "ingress", "mapper", "emitter")
 	if err != nil {
 		ln.Close()
 		return err
@@ -131,7 +77,7 @@ func Run(ctx context.Context, env config.Env, log *zap.Logger, out io.Writer, re
 	defer d.Close()
 	d.Embedded = true
 	printBanner(out, ingressURL, sources, demo)
-	info := Info{IngressURL: ingressURL, AdminURL: "http://" + hostPort(admin.Addr()), HeapURL: env.HeapAPIURL, Sink: sink, Mailchimp: mc, Sources: sources, Brokers: brokers}
+	info := Info{IngressURL: ingressURL, AdminURL: "http://" + hostPort(admin.Addr()), HeapURL: env.HeapAPIURL, Sink: s.sink, Mailchimp: s.mc, Sources: sources, Brokers: s.brokers}
 	if ready != nil {
 		ready(info)
 	}
