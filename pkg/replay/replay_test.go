@@ -204,6 +204,9 @@ func delivered(sink *heaptest.Server) []exactlyonce.Delivered {
 // (Heap's idempotency key is the last guard), and Heap's set stays the same;
 // then with new keys for one source, and Heap gets a second copy of those.
 func TestReplayDay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: the whole pipeline on kfake and Redis, replayed three times")
+	}
 	p := newPipeline(t)
 	srcs := p.sources("s0", "s1")
 	began := time.Now()
@@ -345,6 +348,9 @@ func mustParseURL(t *testing.T, url string) *redis.Options {
 // reason brings exactly those back, and the raw unit is mapped once its
 // source exists. Redriving again changes nothing in Heap.
 func TestRedriveByReason(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: the whole pipeline on kfake and Redis, redriven twice")
+	}
 	var refusing atomic.Bool
 	refusing.Store(true)
 	p := newPipeline(t, heaptest.FaultFunc(func(req heap.TrackRequest) *heaptest.Fault {
