@@ -19,6 +19,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// newTopic creates topic with partitions and returns the client (with opts,
+// closed when t ends) that created it and its admin client.
+func newTopic(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int32, opts ...kgo.Opt) (*kgo.Client, *kadm.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, partitions, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	return cl, adm
+}
+
 // A group that committed part of a topic: lag per partition is the end
 // offset minus the commit, and a group that never existed shows no rows.
 func TestLagPartOfTopicCommitted(t *testing.T) {
@@ -28,15 +44,7 @@ func TestLagPartOfTopicCommitted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(ctx, 3, -1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	cl, adm := newTopic(ctx, t, brokers, topic, 3, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	// 10 records to partition 0, 4 to partition 1, none to partition 2.
 	var recs []*kgo.Record
 	for p, n := range map[int32]int{0: 10, 1: 4} {
@@ -102,15 +110,7 @@ func TestLagNamesLiveMembers(t *testing.T) {
 	topic, group := prefix+"mailchimp.raw", prefix+"mapper"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	if _, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	admCl, adm := newTopic(ctx, t, brokers, topic, 1)
 	if err := admCl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
