@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lag"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -126,22 +127,16 @@ func TestLagNamesLiveMembers(t *testing.T) {
 	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	var g lag.Group
+	testsupport.WaitFor(t, "the group to show stable with its commit", 60*time.Second, func() bool {
 		gs, err := lag.Read(ctx, adm, group)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := gs[0]
-		if g.State == "Stable" && len(g.Partitions) == 1 && g.Partitions[0].Committed == 1 {
-			if p := g.Partitions[0]; p.Member != "mapper-mapper-0" || p.Lag != 0 || g.Members != 1 {
-				t.Fatalf("partition %+v, members %d", p, g.Members)
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("group never showed stable with its commit: %+v", g)
-		case <-time.After(100 * time.Millisecond):
-		}
+		g = gs[0]
+		return g.State == "Stable" && len(g.Partitions) == 1 && g.Partitions[0].Committed == 1
+	})
+	if p := g.Partitions[0]; p.Member != "mapper-mapper-0" || p.Lag != 0 || g.Members != 1 {
+		t.Fatalf("partition %+v, members %d", p, g.Members)
 	}
 }

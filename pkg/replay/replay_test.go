@@ -29,6 +29,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/replay"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -147,16 +148,16 @@ func (p *pipeline) produce(in []exactlyonce.Input, at []time.Time) {
 	}
 }
 
-// await polls cond until it holds, failing the test after a minute.
+// await polls cond until it holds, failing the test (with the Heap
+// stand-in's counts) after 90 s.
 func (p *pipeline) await(what string, cond func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waited 90s for %s; Heap stand-in: %+v", what, p.sink.Stats())
+	defer func() {
+		if p.t.Failed() {
+			p.t.Logf("Heap stand-in: %+v", p.sink.Stats())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	testsupport.WaitFor(p.t, what, 90*time.Second, cond)
 }
 
 // metric sums the samples of a counter whose labels contain all of want.
