@@ -16,7 +16,9 @@ test: vet
 	else echo "make test: Kafka is in-process kfake (set KAFKA_BROKERS for a real broker)"; fi
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) work
 
-## test-short: the same without the process-restart tests.
+## test-short: the inner loop: the same tests with -short, which skips the
+## integration tests (each says why: child processes, the whole pipeline on
+## kfake, real-time windows, or over about 2 s). make test and CI run them all.
 test-short:
 	$(GO) test -race -count=1 -short work
 

@@ -67,8 +67,7 @@ JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1)
 
 log() { printf 'consumers.sh: %s\n' "$*" >&2; }
 die() { printf 'consumers.sh: FAILED: %s\n' "$*" >&2; exit 1; }
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-secs_since() { local d=$(($(now_ms) - $1)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Sets JAR: the shaded jar of the Java project as it is now, built once per
 # content (pom.xml and src/) and kept in $CONSUMER_CACHE. mvn runs offline

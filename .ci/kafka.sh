@@ -51,7 +51,6 @@ KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 # 4.1.1 (as in docker-compose.yml) first; the others are fallbacks should it
 # ever stop resolving. All three were checked with franz-go transactions.
 KAFKA_VERSIONS=${KAFKA_VERSION:-4.1.1 4.0.1 4.2.0}
-DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
 BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 SASL_BOOTSTRAP=127.0.0.1:$KAFKA_SASL_PORT
@@ -85,8 +84,7 @@ die() {
   exit 1
 }
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-secs_since() { local d=$(($(now_ms) - $1)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- jars -------------------------------------------------------------------
 
@@ -125,12 +123,8 @@ fetch_jars() {
   </dependencies>
 </project>
 EOF
-  if ! timeout 900 mvn -q -B -Dstyle.color=never -f "$cache/pom.xml" "$DEPENDENCY_PLUGIN:copy-dependencies" \
-      -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
-    log "mvn could not resolve org.apache.kafka:kafka_2.13:$version:"
-    sed 's/\x1b\[[0-9;]*m//g' "$mvn_log" | grep -E 'ERROR.*(Could not|Failed)' | head -n 3 >&2 || tail -n 5 "$mvn_log" >&2
-    return 1
-  fi
+  : >"$mvn_log"
+  mvn_copy "$cache/pom.xml" "$tmp" "$mvn_log" "org.apache.kafka:kafka_2.13:$version" -DincludeScope=runtime || return 1
   local log4j slf4j binding extra=()
   log4j=$(find "$tmp" -name 'log4j-api-*.jar' -printf '%f\n' | sed 's/^log4j-api-//; s/\.jar$//' | head -n 1)
   slf4j=$(find "$tmp" -name 'slf4j-api-*.jar' -printf '%f\n' | sed 's/^slf4j-api-//; s/\.jar$//' | head -n 1)
@@ -164,12 +158,7 @@ EOF
     echo '  </dependencies>'
     echo '</project>'
   } >"$cache/logging-pom.xml"
-  if ! timeout 900 mvn -q -B -Dstyle.color=never -f "$cache/logging-pom.xml" "$DEPENDENCY_PLUGIN:copy-dependencies" \
-      -DincludeScope=runtime -DoutputDirectory="$tmp" >>"$mvn_log" 2>&1; then
-    log "mvn could not resolve the log4j2 jars (${extra[*]}):"
-    sed 's/\x1b\[[0-9;]*m//g' "$mvn_log" | grep -E 'ERROR.*(Could not|Failed)' | head -n 3 >&2 || tail -n 5 "$mvn_log" >&2
-    return 1
-  fi
+  mvn_copy "$cache/logging-pom.xml" "$tmp" "$mvn_log" "the log4j2 jars (${extra[*]})" -DincludeScope=runtime || return 1
   rm -rf "$cache/libs"
   mv "$tmp" "$cache/libs" && echo "$version" >"$cache/.complete"
 }
@@ -224,19 +213,6 @@ EOF
     -days 3650 -subj "/CN=$2" -keyout "$1.key" -out "$1.pem"
 }
 
-# A certificate signed by ca.pem: $1.pem and $1.key (unencrypted PKCS#8, which
-# Go's tls.LoadX509KeyPair and Java both read), subject CN=$2, extensions $3.
-make_leaf() {
-  printf '%b\n' "basicConstraints = critical, CA:FALSE" \
-    "keyUsage = critical, digitalSignature, keyEncipherment" \
-    "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid" "$3" >"$1.ext" &&
-    openssl req -new -config ca.cnf -newkey rsa:2048 -nodes -sha256 -subj "/CN=$2" \
-      -keyout "$1.key" -out "$1.csr" &&
-    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
-      -sha256 -days 3650 -extfile "$1.ext" -out "$1.pem" &&
-    rm -f "$1.csr"
-}
-
 # $TLS_DIR: ca.pem/ca.key, the broker's PKCS12 keystore (broker.p12, with the
 # CA in its chain), client.pem/client.key (CN=mh-mtls, for the mTLS listener;
 # client.p12 holds the same for Java clients) and other-ca.pem/other-ca.key, a
@@ -251,8 +227,8 @@ make_tls() {
     cd "$tmp" &&
       make_ca ca "mailchimp-heap CI Kafka CA" &&
       make_ca other-ca "mailchimp-heap CI unrelated CA" &&
-      make_leaf broker localhost 'extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1' &&
-      make_leaf client "$MTLS_CN" 'extendedKeyUsage = clientAuth' &&
+      leaf_cert broker localhost 'extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = DNS:localhost, IP:127.0.0.1' &&
+      leaf_cert client "$MTLS_CN" 'extendedKeyUsage = clientAuth' &&
       openssl pkcs12 -export -name broker -in broker.pem -inkey broker.key -certfile ca.pem \
         -passout "pass:$KEYSTORE_PASSWORD" -out broker.p12 &&
       # The same client certificate for Java clients (the CLI tools).
@@ -295,14 +271,6 @@ broker_pid() {
   done
   return 1
 }
-
-# kill -0 also succeeds on a zombie (our own child once it has died).
-alive() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) && [ -n "$st" ] && [ "$st" != Z ]
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # A real Kafka request: the admin client bootstraps with a Metadata request
 # and DescribeFeatures reads the finalized feature levels from an ApiVersions
@@ -633,22 +601,13 @@ start() {
 }
 
 stop_broker() {
-  local pid i
+  local pid
   if ! pid=$(broker_pid); then
     rm -f "$PID_FILE"
     log "not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < KAFKA_STOP_TIMEOUT * 10; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    log "pid $pid ignored SIGTERM for $KAFKA_STOP_TIMEOUT s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pids "$KAFKA_STOP_TIMEOUT" "$pid"
   rm -f "$PID_FILE"
   log "stopped (pid $pid)"
 }

@@ -59,8 +59,7 @@ die() {
   exit 1
 }
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-secs_since() { local d=$(($(now_ms) - $1)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -103,41 +102,18 @@ our_pids() {
   done
 }
 
-# kill -0 also succeeds on a zombie.
-alive() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) && [ -n "$st" ] && [ "$st" != Z ]
-}
-
-any_alive() {
-  local pid
-  for pid in "$@"; do alive "$pid" && return 0; done
-  return 1
-}
-
 # SIGTERM (redis exits at once without persistence), SIGKILL after
 # REDIS_STOP_TIMEOUT; then removes pid files.
 stop_under() {
-  local dir=$1 pids pid i
+  local dir=$1 pids
   [ -d "$dir" ] || return 0
   pids=$(our_pids "$dir")
   if [ -z "$pids" ]; then
     find "$dir" -name '*.pid' -delete
     return 0
   fi
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
-  for ((i = 0; i < REDIS_STOP_TIMEOUT * 10; i++)); do
-    any_alive $pids || break
-    sleep 0.1
-  done
-  for pid in $pids; do
-    if alive "$pid"; then
-      log "pid $pid ignored SIGTERM for $REDIS_STOP_TIMEOUT s, sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-  done
-  for pid in $pids; do while alive "$pid"; do sleep 0.1; done; done
+  # shellcheck disable=SC2086 # one word per pid
+  stop_pids "$REDIS_STOP_TIMEOUT" $pids
   find "$dir" -name '*.pid' -delete
   log "stopped ${dir##*/} (pids $(echo $pids))"
 }
@@ -331,19 +307,6 @@ failover() {
 # In $1: ca.pem/ca.key, server.pem/server.key (SAN IP:127.0.0.1 and
 # DNS:localhost) and client.pem/client.key (CN=mh-redis-client), all signed
 # by ca.pem; keys unencrypted PKCS#8, which Go's tls.LoadX509KeyPair reads.
-# $1.pem/$1.key signed by ca.pem (in the current directory), subject CN=$2,
-# extensions $3.
-leaf_cert() {
-  printf '%s\n' 'basicConstraints = critical, CA:FALSE' \
-    'keyUsage = critical, digitalSignature, keyEncipherment' \
-    'subjectKeyIdentifier = hash' 'authorityKeyIdentifier = keyid' "$3" >"$1.ext" &&
-    openssl req -new -config ca.cnf -newkey rsa:2048 -nodes -sha256 -subj "/CN=$2" \
-      -keyout "$1.key" -out "$1.csr" &&
-    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
-      -sha256 -days 3650 -extfile "$1.ext" -out "$1.pem" &&
-    rm -f "$1.csr"
-}
-
 make_certs() {
   local d=$1
   command -v openssl >/dev/null 2>&1 || die "openssl not found; it makes the test certificates"

@@ -35,7 +35,6 @@ REGISTRY_PORT=${REGISTRY_PORT:-18081}
 REGISTRY_HEAP=${REGISTRY_HEAP:-384m}
 REGISTRY_START_TIMEOUT=${REGISTRY_START_TIMEOUT:-120}
 REGISTRY_STOP_TIMEOUT=${REGISTRY_STOP_TIMEOUT:-30}
-DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
 BASE=http://127.0.0.1:$REGISTRY_PORT
 URL=$BASE/apis/ccompat/v7
@@ -60,8 +59,7 @@ die() {
   exit 1
 }
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-secs_since() { local d=$(($(now_ms) - $1)); printf '%d.%d' $((d / 1000)) $((d % 1000 / 100)); }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # --- the app ----------------------------------------------------------------
 
@@ -89,12 +87,8 @@ fetch_app() {
   </dependencies>
 </project>
 EOF
-  if ! timeout 900 mvn -q -B -Dstyle.color=never -f "$REGISTRY_CACHE/pom.xml" "$DEPENDENCY_PLUGIN:copy-dependencies" \
-      -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
-    log "mvn could not resolve io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:zip:all:"
-    sed 's/\x1b\[[0-9;]*m//g' "$mvn_log" | grep -E 'ERROR.*(Could not|Failed|not found)' | head -n 3 >&2 || tail -n 5 "$mvn_log" >&2
-    return 1
-  fi
+  : >"$mvn_log"
+  mvn_copy "$REGISTRY_CACHE/pom.xml" "$tmp" "$mvn_log" "io.apicurio:apicurio-registry-app:$REGISTRY_VERSION:zip:all" || return 1
   local zip
   zip=$(find "$tmp" -name "apicurio-registry-app-$REGISTRY_VERSION-all.zip" | head -n 1)
   [ -n "$zip" ] || { log "mvn resolved no apicurio-registry-app-$REGISTRY_VERSION-all.zip"; return 1; }
@@ -150,13 +144,6 @@ registry_pid() {
   done
   return 1
 }
-
-alive() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) && [ -n "$st" ] && [ "$st" != Z ]
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The Confluent API answers: GET /subjects is a JSON array.
 probe() {
@@ -216,22 +203,13 @@ start() {
 }
 
 stop_registry() {
-  local pid i
+  local pid
   if ! pid=$(registry_pid); then
     rm -f "$PID_FILE"
     log "not running"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < REGISTRY_STOP_TIMEOUT * 10; i++)); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    log "pid $pid ignored SIGTERM for $REGISTRY_STOP_TIMEOUT s, sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
+  stop_pids "$REGISTRY_STOP_TIMEOUT" "$pid"
   rm -f "$PID_FILE"
   log "stopped (pid $pid)"
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -55,23 +56,35 @@ func (o obj) kind() string { return o.str("kind") }
 func (o obj) name() string { return o.str("metadata", "name") }
 
 // render builds a kustomization with kustomize's own library (what
-// `kustomize build` and `kubectl apply -k` run).
+// `kustomize build` and `kubectl apply -k` run), once per directory for
+// the test binary: the tests only read the objects.
 func render(t *testing.T, dir string) []obj {
 	t.Helper()
+	r, _ := renders.LoadOrStore(dir, sync.OnceValues(func() ([]obj, error) { return build(dir) }))
+	objs, err := r.(func() ([]obj, error))()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+var renders sync.Map // dir -> func() ([]obj, error)
+
+func build(dir string) ([]obj, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, dir))
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 	}
 	var out []obj
 	for _, r := range m.Resources() {
 		mp, err := r.Map()
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
 		}
 		out = append(out, obj(mp))
 	}
-	return out
+	return out, nil
 }
 
 func find(objs []obj, kind, name string) obj {

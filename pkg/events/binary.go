@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 )
@@ -28,8 +29,34 @@ func appendOptional(b []byte, s string) []byte {
 	return appendString(binary.AppendVarint(b, 1), s)
 }
 
-// millis is timestamp-millis exactly as goavro computes it.
+// millis is timestamp-millis exactly as goavro computes it. For a time
+// outside [minMillis, maxMillis] the true value overflows the long: check
+// with checkTimes first.
 func millis(t time.Time) int64 { return t.Unix()*1e3 + int64(t.Nanosecond()/1e6) }
+
+// The first and last instants a timestamp-millis long holds (millis
+// truncates to the millisecond).
+var (
+	minMillis = time.UnixMilli(math.MinInt64)
+	maxMillis = time.UnixMilli(math.MaxInt64).Add(time.Millisecond - time.Nanosecond)
+)
+
+// ErrTimeRange is a time an Avro timestamp-millis long cannot hold: about
+// 292 million years either side of 1970.
+var ErrTimeRange = errors.New("events: time outside the range of Avro timestamp-millis")
+
+// checkTimes reports an event time that millis cannot encode.
+func checkTimes(e Event) error {
+	for _, f := range []struct {
+		name string
+		t    time.Time
+	}{{"time", e.Time}, {"lineage received_at", e.Lineage.ReceivedAt}} {
+		if f.t.Before(minMillis) || f.t.After(maxMillis) {
+			return fmt.Errorf("%w: %s %s", ErrTimeRange, f.name, f.t.Format(time.RFC3339Nano))
+		}
+	}
+	return nil
+}
 
 func fromMillis(ms int64) time.Time {
 	s := ms / 1e3

@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -67,6 +68,70 @@ func TestReaderLong(t *testing.T) {
 		r := &reader{b: in}
 		if got := r.long(); got != want || r.err != nil || len(r.b) != len(in)-n {
 			t.Errorf("long(% x) = %d (err %v, %d left), want %d", in, got, r.err, len(r.b), want)
+		}
+	}
+}
+
+// Times a timestamp-millis long holds encode as goavro encodes them and
+// read back to the millisecond; the rest are ErrTimeRange, not a wrapped long.
+func TestEncodeTimeRange(t *testing.T) {
+	c, err := NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		time    time.Time
+		inRange bool
+	}{
+		{"zero time.Time", time.Time{}, true},
+		{"epoch", time.Unix(0, 0), true},
+		{"year 9999", time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), true},
+		{"first millisecond", minMillis, true},
+		{"last nanosecond of the last millisecond", maxMillis, true},
+		{"a nanosecond before", minMillis.Add(-time.Nanosecond), false},
+		{"a nanosecond after", maxMillis.Add(time.Nanosecond), false},
+		{"year 300 million", time.Date(300_000_000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{"year -300 million", time.Date(-300_000_000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	}
+	for _, tc := range cases {
+		for _, field := range []string{"time", "received_at"} {
+			t.Run(tc.name+"/"+field, func(t *testing.T) {
+				e := Event{ID: "x"}
+				at := &e.Time
+				if field == "received_at" {
+					at = &e.Lineage.ReceivedAt
+				}
+				*at = tc.time
+				got, err := c.Encode(e)
+				if !tc.inRange {
+					if !errors.Is(err, ErrTimeRange) {
+						t.Fatalf("Encode() error %v, want ErrTimeRange", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := c.avro.BinaryFromNative(nil, Native(e))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got[len(c.header):], want) {
+					t.Errorf("Encode() datum\n% x\ngoavro's\n% x", got[len(c.header):], want)
+				}
+				dec, err := c.Decode(got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				back := dec.Time
+				if field == "received_at" {
+					back = dec.Lineage.ReceivedAt
+				}
+				if wantT := tc.time.Truncate(time.Millisecond); !back.Equal(wantT) {
+					t.Errorf("read back %v, want %v", back, wantT)
+				}
+			})
 		}
 	}
 }

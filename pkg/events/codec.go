@@ -238,12 +238,17 @@ func (c *Codec) Framing() string {
 	return fmt.Sprintf("single-object encoding, version %d (fingerprint %016x)", c.written.n, c.written.fp)
 }
 
-// Encode returns the encoding of e.
+// Encode returns the encoding of e, or ErrTimeRange for a time the
+// encoding cannot hold.
 func (c *Codec) Encode(e Event) ([]byte, error) {
+	if err := checkTimes(e); err != nil {
+		return nil, err
+	}
 	return c.AppendEncode(make([]byte, 0, len(c.header)+sizeHint(e)), e), nil
 }
 
-// AppendEncode appends the encoding of e to dst.
+// AppendEncode appends the encoding of e to dst. e's times must be ones
+// timestamp-millis holds, as any with a four-digit year is; Encode checks.
 func (c *Codec) AppendEncode(dst []byte, e Event) []byte {
 	dst = append(dst, c.header...)
 	if c.toWritten == nil {

@@ -24,8 +24,9 @@ func newCodec(t *testing.T) *events.Codec {
 	return c
 }
 
-func fullEvent() events.Event {
-	return events.Event{
+// fullEvent is an event with every field set, then changed by edits.
+func fullEvent(edits ...func(e *events.Event)) events.Event {
+	e := events.Event{
 		ID:            events.ID("app1", "activity", "b3f0a9c1d2", "open", "2026-10-02T15:02:11Z", "jordan.lee@example.com"),
 		SourceID:      "acme",
 		AppID:         "app1",
@@ -46,6 +47,10 @@ func fullEvent() events.Event {
 			RequestID: "01J9Z6", ReceivedAt: time.Date(2026, 10, 2, 15, 5, 0, 999_000_000, time.UTC),
 		},
 	}
+	for _, edit := range edits {
+		edit(&e)
+	}
+	return e
 }
 
 func TestCodecRoundTrip(t *testing.T) {
@@ -66,71 +71,41 @@ func TestCodecRoundTrip(t *testing.T) {
 		},
 		{
 			name: "pending event: empty identity",
-			in: func() events.Event {
-				e := fullEvent()
-				e.Identity = ""
-				return e
-			}(),
+			in:   fullEvent(func(e *events.Event) { e.Identity = "" }),
 		},
 		{
 			name: "bounce with one tag",
-			in: func() events.Event {
-				e := fullEvent()
+			in: fullEvent(func(e *events.Event) {
 				e.Name, e.BounceType, e.URL, e.Tags = events.NameBounce, "hard", "", []string{"auth"}
-				return e
-			}(),
+			}),
 		},
 		{
 			name: "times come back in UTC",
-			in: func() events.Event {
-				e := fullEvent()
+			in: fullEvent(func(e *events.Event) {
 				e.Time = time.Date(2026, 10, 2, 17, 2, 40, 0, paris)
 				e.Lineage.ReceivedAt = time.Date(2026, 10, 2, 17, 5, 0, 0, paris)
-				return e
-			}(),
-			want: func() events.Event {
-				e := fullEvent()
+			}),
+			want: fullEvent(func(e *events.Event) {
 				e.Time = time.Date(2026, 10, 2, 15, 2, 40, 0, time.UTC)
 				e.Lineage.ReceivedAt = time.Date(2026, 10, 2, 15, 5, 0, 0, time.UTC)
-				return e
-			}(),
+			}),
 		},
 		{
 			name: "times are kept to the millisecond",
-			in: func() events.Event {
-				e := fullEvent()
-				e.Time = time.Date(2026, 10, 2, 15, 2, 40, 123_456_789, time.UTC)
-				return e
-			}(),
-			want: func() events.Event {
-				e := fullEvent()
-				e.Time = time.Date(2026, 10, 2, 15, 2, 40, 123_000_000, time.UTC)
-				return e
-			}(),
+			in:   fullEvent(func(e *events.Event) { e.Time = time.Date(2026, 10, 2, 15, 2, 40, 123_456_789, time.UTC) }),
+			want: fullEvent(func(e *events.Event) { e.Time = time.Date(2026, 10, 2, 15, 2, 40, 123_000_000, time.UTC) }),
 		},
 		{
 			name: "times before 1970",
-			in: func() events.Event {
-				e := fullEvent()
-				e.Time = time.Date(1969, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
-				return e
-			}(),
+			in:   fullEvent(func(e *events.Event) { e.Time = time.Date(1969, 12, 31, 23, 59, 59, 999_000_000, time.UTC) }),
 		},
 		{
 			name: "zero lineage",
-			in: func() events.Event {
-				e := fullEvent()
-				e.Lineage = events.Lineage{}
-				return e
-			}(),
+			in:   fullEvent(func(e *events.Event) { e.Lineage = events.Lineage{} }),
 		},
 		{
 			name: "negative partition and offset",
-			in: func() events.Event {
-				e := fullEvent()
-				e.Lineage.Partition, e.Lineage.Offset = -1, -1
-				return e
-			}(),
+			in:   fullEvent(func(e *events.Event) { e.Lineage.Partition, e.Lineage.Offset = -1, -1 }),
 		},
 	}
 	c := newCodec(t)

@@ -44,20 +44,14 @@ type Topics struct {
 	Identities string
 }
 
-// NewTopics returns the topic names under prefix.
+// NewTopics returns the topic names under prefix: deploy/topics.yaml's,
+// where the names are written (layout.go).
 func NewTopics(prefix string) Topics {
-	return Topics{
-		Raw:       prefix + "mailchimp.raw",
-		Events:    prefix + "heap.events",
-		Pending:   prefix + "heap.events.pending",
-		RawDLQ:    prefix + "mailchimp.dlq",
-		EventsDLQ: prefix + "heap.events.dlq",
-		Cursors:   prefix + "mailchimp.cursors",
-		Tokens:    prefix + "mailchimp.tokens",
-		Campaigns: prefix + "mailchimp.campaigns",
-
-		Identities: prefix + "heap.identities",
+	t := layoutTopics
+	for _, field := range roles {
+		*field(&t) = prefix + *field(&t)
 	}
+	return t
 }
 
 // All lists every topic.

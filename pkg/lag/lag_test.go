@@ -15,9 +15,26 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lag"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newTopic creates topic with partitions and returns the client (with opts,
+// closed when t ends) that created it and its admin client.
+func newTopic(ctx context.Context, t *testing.T, brokers []string, topic string, partitions int32, opts ...kgo.Opt) (*kgo.Client, *kadm.Client) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, partitions, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	return cl, adm
+}
 
 // A group that committed part of a topic: lag per partition is the end
 // offset minus the commit, and a group that never existed shows no rows.
@@ -28,15 +45,7 @@ func TestLagPartOfTopicCommitted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopic(ctx, 3, -1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	cl, adm := newTopic(ctx, t, brokers, topic, 3, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	// 10 records to partition 0, 4 to partition 1, none to partition 2.
 	var recs []*kgo.Record
 	for p, n := range map[int32]int{0: 10, 1: 4} {
@@ -102,15 +111,7 @@ func TestLagNamesLiveMembers(t *testing.T) {
 	topic, group := prefix+"mailchimp.raw", prefix+"mapper"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	if _, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
+	admCl, adm := newTopic(ctx, t, brokers, topic, 1)
 	if err := admCl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,22 +127,16 @@ func TestLagNamesLiveMembers(t *testing.T) {
 	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	var g lag.Group
+	testsupport.WaitFor(t, "the group to show stable with its commit", 60*time.Second, func() bool {
 		gs, err := lag.Read(ctx, adm, group)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := gs[0]
-		if g.State == "Stable" && len(g.Partitions) == 1 && g.Partitions[0].Committed == 1 {
-			if p := g.Partitions[0]; p.Member != "mapper-mapper-0" || p.Lag != 0 || g.Members != 1 {
-				t.Fatalf("partition %+v, members %d", p, g.Members)
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("group never showed stable with its commit: %+v", g)
-		case <-time.After(100 * time.Millisecond):
-		}
+		g = gs[0]
+		return g.State == "Stable" && len(g.Partitions) == 1 && g.Partitions[0].Committed == 1
+	})
+	if p := g.Partitions[0]; p.Member != "mapper-mapper-0" || p.Lag != 0 || g.Members != 1 {
+		t.Fatalf("partition %+v, members %d", p, g.Members)
 	}
 }

@@ -33,6 +33,9 @@ func TestReserveOverBurst(t *testing.T) {
 // full bursts as soon as their reservation says, never get a 429 from the
 // stand-in enforcing the app limit (on a two-second window, so the test is short).
 func TestReserveSharedUnderHeapLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: three senders against the Heap stand-in for three real-time pacing windows")
+	}
 	const window, limit = 2 * time.Second, 1000
 	sink := heaptest.NewServer(t, heaptest.WithLimits(heaptest.Limits{PerApp: limit, Window: window}))
 	apps := pacing.NewApps(redistest.Client(t))

@@ -28,6 +28,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/replay"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -146,16 +147,16 @@ func (p *pipeline) produce(in []exactlyonce.Input, at []time.Time) {
 	}
 }
 
-// await polls cond until it holds, failing the test after a minute.
+// await polls cond until it holds, failing the test (with the Heap
+// stand-in's counts) after 90 s.
 func (p *pipeline) await(what string, cond func() bool) {
 	p.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			p.t.Fatalf("waited 90s for %s; Heap stand-in: %+v", what, p.sink.Stats())
+	defer func() {
+		if p.t.Failed() {
+			p.t.Logf("Heap stand-in: %+v", p.sink.Stats())
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	testsupport.WaitFor(p.t, what, 90*time.Second, cond)
 }
 
 // metric sums the samples of a counter whose labels contain all of want.
@@ -203,6 +204,9 @@ func delivered(sink *heaptest.Server) []exactlyonce.Delivered {
 // (Heap's idempotency key is the last guard), and Heap's set stays the same;
 // then with new keys for one source, and Heap gets a second copy of those.
 func TestReplayDay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: the whole pipeline on kfake and Redis, replayed three times")
+	}
 	p := newPipeline(t)
 	srcs := p.sources("s0", "s1")
 	began := time.Now()
@@ -344,6 +348,9 @@ func mustParseURL(t *testing.T, url string) *redis.Options {
 // reason brings exactly those back, and the raw unit is mapped once its
 // source exists. Redriving again changes nothing in Heap.
 func TestRedriveByReason(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: the whole pipeline on kfake and Redis, redriven twice")
+	}
 	var refusing atomic.Bool
 	refusing.Store(true)
 	p := newPipeline(t, heaptest.FaultFunc(func(req heaptest.Request) *heaptest.Fault {

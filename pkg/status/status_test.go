@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // sourceID is unique per call: tests may share one Redis (REDIS_URL).
@@ -194,20 +195,13 @@ func TestOnce(t *testing.T) {
 			}
 		})
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testsupport.WaitFor(t, "the key to expire", 10*time.Second, func() bool {
 		first, err := s.Once(ctx, key, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if first {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the key never expired")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return first
+	})
 	var none *status.Store
 	if first, err := none.Once(ctx, key, time.Minute); first || err == nil {
 		t.Fatalf("nil store Once = %v, %v; want a refusal", first, err)

@@ -40,7 +40,10 @@ type Settings struct {
 
 // Topic is one topic of the layout, named without TOPIC_PREFIX.
 type Topic struct {
-	Name     string `yaml:"name"`
+	Name string `yaml:"name"`
+	// Role is what the pipeline calls the topic (pkg/kafka.NewTopics
+	// reads the name by it); a layout of other topics may leave it out.
+	Role     string `yaml:"role"`
 	Settings `yaml:",inline"`
 }
 

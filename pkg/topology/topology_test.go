@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/topology"
 )
 
@@ -77,12 +78,9 @@ func create(t *testing.T, adm *kadm.Client, n int32, configs map[string]*string,
 	if _, err := adm.CreateTopic(ctx(t), n, -1, configs, topic); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; partitions(t, adm, topic) != int(n); i++ {
-		if i == 600 {
-			t.Fatalf("%s not in metadata after creation", topic)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testsupport.WaitFor(t, topic+" in metadata after creation", 30*time.Second, func() bool {
+		return partitions(t, adm, topic) == int(n)
+	})
 }
 
 func ctx(t *testing.T) context.Context {
