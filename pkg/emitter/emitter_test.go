@@ -143,6 +143,7 @@ const waitWithin = 30 * time.Second
 // a malformed 2xx answer are retried; a poison event and an undecodable
 // record are dead-lettered with a reason; offsets are committed after.
 func TestEmitterDeliversThroughFaults(t *testing.T) {
+	testsupport.Integration(t, "emitter on kfake against a faulty Heap stand-in, real retry back-off")
 	h := newHarness(t)
 	h.sink.Inject(
 		heaptest.Fault{Status: 503, Body: "unavailable"},

@@ -21,6 +21,7 @@ import (
 // per-identity limits (on a one-second window, so the test is short), a
 // backlog is delivered whole without a single 429.
 func TestEmitterPacesUnderHeapLimits(t *testing.T) {
+	testsupport.Integration(t, "emitter on kfake against a rate-limited Heap stand-in, real pacing windows")
 	const window = time.Second
 	h := newHarness(t, heaptest.WithLimits(heaptest.Limits{PerApp: 500, PerIdentity: 150, Window: window}))
 	var err error
@@ -66,6 +67,7 @@ func acmeDown(t *testing.T, partitions int32) (*harness, *atomic.Bool) {
 // stays bounded (its partitions pause) and another app's events, on other
 // partitions, flow.
 func TestEmitterOtherAppsFlow(t *testing.T) {
+	testsupport.Integration(t, "emitter on kfake against a rate-limited Heap stand-in, real pacing windows")
 	h, down := acmeDown(t, 3)
 	var acme, beta []events.Event
 	for i := range 3000 {
@@ -116,6 +118,7 @@ func TestEmitterOtherAppsFlow(t *testing.T) {
 // when the poll loop next wakes: with polls that wait ten minutes, the whole
 // backlog still arrives.
 func TestEmitterResumesWhenDrained(t *testing.T) {
+	testsupport.Integration(t, "emitter on kfake waiting out real pacing windows")
 	h := newHarness(t)
 	var evs []events.Event
 	for i := range 1200 {
@@ -147,6 +150,7 @@ func TestEmitterResumesWhenDrained(t *testing.T) {
 // A fourth partition stays empty: with every partition held the emitter
 // would stop polling instead of pausing them.
 func TestEmitterResumesReassignedPartitions(t *testing.T) {
+	testsupport.Integration(t, "emitter group on kfake through a partition reassignment, real pacing windows")
 	h, down := acmeDown(t, 4)
 	for p := range int32(3) {
 		var evs []events.Event

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 type captured struct {
@@ -464,6 +465,7 @@ type sentRequest struct {
 // still reading it (HTTP/2); every body read in full must still be its own
 // request's, and -race must see no race.
 func TestTrackBodiesNotSharedEarly(t *testing.T) {
+	testsupport.Integration(t, "HTTP/1.1 and HTTP/2 transport stress under the race detector")
 	tests := []struct {
 		name  string
 		h2    bool

@@ -26,6 +26,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // Bearer tokens of the test sources.
@@ -368,6 +369,7 @@ func TestFeedPublishFails(t *testing.T) {
 }
 
 func TestFeedForwardRefused(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	brokers := kafkatest.Brokers(t)
 	body := single("app2", "F1", email("f1@example.com"))
 	recorded := map[string]string{key("app2", "f1@example.com"): "F1"}

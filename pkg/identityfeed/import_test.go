@@ -17,6 +17,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 var acme = config.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email"}
@@ -182,6 +183,7 @@ func TestImportBadRowsBounded(t *testing.T) {
 // The first load: 100,000 rows into Kafka, every one readable afterwards
 // under its case-insensitive key with its identity's case intact.
 func TestImport100k(t *testing.T) {
+	testsupport.Integration(t, "imports 100k identities through kfake and Redis")
 	const n = 100_000
 	brokers := kafkatest.Brokers(t)
 	topics := kafkatest.Topics(t, brokers, 3)

@@ -19,6 +19,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // TestOversizedEventCostsOnlyItself: one event over the record limit in a
@@ -56,6 +57,7 @@ func TestOversizedEventCostsOnlyItself(t *testing.T) {
 // answered 503 (the sender retries); a declared Content-Length never
 // reserves memory, and one over the route's limit is refused unread.
 func TestBodyBudget(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	brokers := kafkatest.Brokers(t)
 	topics := kafkatest.Topics(t, brokers, 1)
 	cl, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)

@@ -26,6 +26,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 const secret = "s3cret-s3cret-s3cret"
@@ -67,8 +68,11 @@ func newEnv(t *testing.T, brokers []string, produceTimeout time.Duration) *env {
 		DLQTopic:       topics.RawDLQ,
 		ProduceTimeout: produceTimeout,
 		Log:            zap.New(core),
+		// What service.Deps.Ready checks: Preflight's Metadata request
+		// (no topics needed here).
 		Ready: []readiness.Check{{Name: "kafka", Fn: func(ctx context.Context) error {
-			return kafka.Ping(ctx, cl)
+			_, err := kafka.Preflight(ctx, cl, nil)
+			return err
 		}}},
 	}, kafka.Producer{Client: cl})
 	srv := httptest.NewServer(h)
@@ -374,6 +378,7 @@ func TestIngressConcurrentBatches(t *testing.T) {
 
 // TestIngressKafkaUnavailable: never 2xx for a payload that is not in Kafka.
 func TestIngressKafkaUnavailable(t *testing.T) {
+	testsupport.Integration(t, "waits out produce timeouts against an unreachable broker")
 	c := kafkatest.NewCluster(t)
 	e := newEnv(t, c.ListenAddrs(), 2*time.Second)
 	if resp := e.do(t, "GET", "/readyz", nil, nil); resp.StatusCode != 200 {

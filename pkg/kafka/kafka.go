@@ -1,5 +1,5 @@
-// Package kafka holds the pipeline's topic contract (DESIGN.md §4) and the
-// client settings every service shares.
+// Package kafka holds the pipeline's topic contract (docs/ARCHITECTURE.md
+// §3) and the client settings every service shares.
 package kafka
 
 import (
@@ -152,14 +152,6 @@ func HeaderBytes(r *kgo.Record, key string) []byte {
 		if h.Key == key {
 			return h.Value
 		}
-	}
-	return nil
-}
-
-// Ping checks that a broker answers.
-func Ping(ctx context.Context, cl *kgo.Client) error {
-	if err := cl.Ping(ctx); err != nil {
-		return fmt.Errorf("kafka: %w", err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // memIdentities knows the identity of every address whose key is even-ish.
@@ -54,6 +55,7 @@ func (m memCampaigns) Titles(_ context.Context, source string, ids []string) (ma
 // one goroutine and on several: the output records are the same, in the
 // same order.
 func TestTransformParallel(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	sources, err := source.New(
 		source.Source{ID: "acme", HeapAppID: "app-acme"},
 		source.Source{ID: "custom", HeapAppID: "app-custom", EmailProperty: "user_id"},

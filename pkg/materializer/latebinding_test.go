@@ -284,6 +284,7 @@ func indexRemove(args []any) bool {
 // is tombstoned in pending and the count is back to 0; an identity known
 // before the event releases it at once.
 func TestReleaseOnIdentityArrival(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	tests := []struct {
 		name          string
 		identityFirst bool
@@ -497,6 +498,7 @@ func TestRetriedBatchCountsOnce(t *testing.T) {
 // drop the entries from the index. The event must not be released again
 // (by the retried batch or a sweep) and the count ends at 0.
 func TestRemoveFailsAfterRelease(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	r := newRig(t)
 	cfg := r.config(nil)
 	r.run(cfg)

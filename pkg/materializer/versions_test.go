@@ -18,6 +18,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 // rawPending is e's heap.events.pending record with value v in place of
@@ -47,6 +48,7 @@ func (r *rig) releasedEvents(want int) map[string]events.Event {
 // wire format (a schema only the registry knows), wait and are released
 // like any other, every field kept; none is dead-lettered.
 func TestReleasesOtherVersions(t *testing.T) {
+	testsupport.Integration(t, "takes over 2 s")
 	for _, framing := range []string{"single-object", "confluent"} {
 		t.Run(framing, func(t *testing.T) {
 			r := newRig(t)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -413,6 +414,7 @@ func concat(idss ...[]string) []string {
 }
 
 func TestRateLimits(t *testing.T) {
+	testsupport.Integration(t, "waits out real rate-limit windows")
 	small := Limits{PerApp: 10, PerIdentity: 4, Window: time.Minute}
 	tests := []struct {
 		name   string
