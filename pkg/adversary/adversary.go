@@ -22,8 +22,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/perf"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Options are a run's settings.
@@ -78,7 +78,7 @@ func Run(ctx context.Context, env *perf.Env, bin string, o Options, log io.Write
 	if err != nil {
 		return nil, err
 	}
-	sources, err := env.WriteSources("adversary", []config.Source{src})
+	sources, err := env.WriteSources("adversary", []source.Source{src})
 	if err != nil {
 		return nil, err
 	}

@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // The legitimate traffic: what Mailchimp and Mandrill send, at a steady
@@ -28,9 +28,9 @@ import (
 
 // Source is the one source the run registers: Mandrill's URL and key are
 // the fixture batch's, so legitimate batches are signed as Mandrill signs.
-func Source() config.Source {
+func Source() source.Source {
 	sig := fixtures.Mandrill()
-	return config.Source{
+	return source.Source{
 		ID:                 sig.RegisteredURL[strings.LastIndexByte(sig.RegisteredURL, '/')+1:],
 		HeapAppID:          "adversary",
 		WebhookSecret:      "adversary-secret-0123456789abcdef",
@@ -41,12 +41,12 @@ func Source() config.Source {
 
 // payloads builds legitimate requests for one source.
 type payloads struct {
-	src      config.Source
+	src      source.Source
 	events   []map[string]any // the fixture batch, decoded
 	audience [][]byte         // fixture audience webhook bodies
 }
 
-func newPayloads(src config.Source) (*payloads, error) {
+func newPayloads(src source.Source) (*payloads, error) {
 	form, err := url.ParseQuery(string(fixtures.Read("mandrill/webhook.form")))
 	if err != nil {
 		return nil, fmt.Errorf("mandrill fixture: %w", err)

@@ -33,7 +33,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
@@ -69,7 +69,7 @@ type Config struct {
 	// AllowUnauthenticated (the embedded development stack).
 	OperatorToken        string
 	AllowUnauthenticated bool
-	Sources              *config.Sources
+	Sources              *source.Sources
 	Tokens               TokenSaver
 	States               StateSetter
 	Once                 Once // records used states; nil refuses every callback

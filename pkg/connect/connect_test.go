@@ -16,13 +16,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/connect"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
@@ -88,9 +88,9 @@ type rig struct {
 }
 
 // newRig serves connect for src; edit changes the Config before use.
-func newRig(t *testing.T, src config.Source, edit func(*connect.Config), opts ...mailchimptest.Option) *rig {
+func newRig(t *testing.T, src source.Source, edit func(*connect.Config), opts ...mailchimptest.Option) *rig {
 	t.Helper()
-	ss, err := config.NewSources(src)
+	ss, err := source.New(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func noSecrets(t *testing.T, logs *observer.ObservedLogs, secrets ...string) {
 
 // acme names an API URL, the explicit override under which connect takes
 // the stand-in's own api_endpoint; connect never calls it.
-var acme = config.Source{ID: "acme", HeapAppID: "app", MailchimpOAuth: true, MailchimpAPIURL: "http://127.0.0.1:1/3.0"}
+var acme = source.Source{ID: "acme", HeapAppID: "app", MailchimpOAuth: true, MailchimpAPIURL: "http://127.0.0.1:1/3.0"}
 
 // TestConnectRoundTrip: Connect Mailchimp → authorize → callback → token
 // stored encrypted → the poller polls with it; forged and expired states are
@@ -163,7 +163,7 @@ func TestConnectRoundTrip(t *testing.T) {
 	mc.LoadFixtures()
 	rdb := redistest.PrivateClient(t) // source status keys are not prefixed per test
 	sts := status.NewStore(rdb)
-	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app", MailchimpOAuth: true, MailchimpAPIURL: mc.APIURL,
+	ss, err := source.New(source.Source{ID: "acme", HeapAppID: "app", MailchimpOAuth: true, MailchimpAPIURL: mc.APIURL,
 		ActivityWindow: 3650 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -329,9 +329,9 @@ func TestConnectStartNeedsOperator(t *testing.T) {
 	}
 }
 
-func mustSources(t *testing.T, src ...config.Source) *config.Sources {
+func mustSources(t *testing.T, src ...source.Source) *source.Sources {
 	t.Helper()
-	ss, err := config.NewSources(src...)
+	ss, err := source.New(src...)
 	if err != nil {
 		t.Fatal(err)
 	}

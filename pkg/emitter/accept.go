@@ -4,9 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 )
 
 // accept registers polled records and queues their events per app.
@@ -75,7 +74,7 @@ func (l *loop) accept(ctx context.Context, recs []*kgo.Record) {
 }
 
 // source returns the configured source with id, or nil. Caller holds mu.
-func (l *loop) source(id string) *config.Source {
+func (l *loop) source(id string) *source.Source {
 	if src, ok := l.sources[id]; ok {
 		return src
 	}
@@ -110,7 +109,7 @@ func (l *loop) intern(app string) string {
 type item struct {
 	e          *entry
 	p          *partition
-	src        *config.Source
+	src        *source.Source
 	key, value []byte
 	hdrs       []kgo.RecordHeader
 	identity   string

@@ -41,7 +41,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
@@ -49,6 +48,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
@@ -81,7 +81,7 @@ type Config struct {
 	Topics     kafka.Topics
 	Group      string // default "emitter"
 	InstanceID string // static group membership, as in the mapper; empty: dynamic
-	Sources    *config.Sources
+	Sources    *source.Sources
 	Codec      *events.Codec
 	Heap       Tracker
 	HeapURL    string // HEAP_API_URL; empty means each source's region default
@@ -179,7 +179,7 @@ type client interface {
 // newLoop is a loop of cfg, defaulted, without its client yet.
 func newLoop(cfg Config) *loop {
 	return &loop{cfg: cfg, parts: map[tp]*partition{}, queues: map[batchKey]*queue{}, idents: map[batchKey]*pacing.Identities{},
-		sources: map[string]*config.Source{}, headerKeys: map[string]string{}, apps: map[string]string{},
+		sources: map[string]*source.Source{}, headerKeys: map[string]string{}, apps: map[string]string{},
 		unstall: make(chan struct{}, 1)}
 }
 
@@ -193,7 +193,7 @@ type loop struct {
 	paused map[tp]bool
 	idents map[batchKey]*pacing.Identities
 	// sources by id, one copy each (a Source is large; items point here).
-	sources map[string]*config.Source
+	sources map[string]*source.Source
 	// header names, one copy each: a polled record's may point into its batch.
 	headerKeys map[string]string
 	apps       map[string]string // interned app ids and event names

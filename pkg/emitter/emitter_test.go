@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
@@ -22,6 +21,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -48,7 +48,7 @@ type harness struct {
 	topics  kafka.Topics
 	codec   *events.Codec
 	sink    *heaptest.Server
-	sources *config.Sources
+	sources *source.Sources
 	prefix  string
 }
 
@@ -67,8 +67,8 @@ func newHarnessOf(t *testing.T, partitions int32, opts ...heaptest.Option) *harn
 	if h.codec, err = events.NewCodec(); err != nil {
 		t.Fatal(err)
 	}
-	if h.sources, err = config.NewSources(config.Source{ID: "acme", HeapAppID: h.prefix + "app"},
-		config.Source{ID: "beta", HeapAppID: h.prefix + "beta"}); err != nil {
+	if h.sources, err = source.New(source.Source{ID: "acme", HeapAppID: h.prefix + "app"},
+		source.Source{ID: "beta", HeapAppID: h.prefix + "beta"}); err != nil {
 		t.Fatal(err)
 	}
 	return h

@@ -14,11 +14,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // The unit tests' stand-ins for Kafka and Heap, and a loop wired to them.
@@ -233,8 +233,8 @@ func newTestLoop(t *testing.T, opts ...func(*Config)) *testLoop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app-acme"},
-		config.Source{ID: "beta", HeapAppID: "app-beta"})
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: "app-acme"},
+		source.Source{ID: "beta", HeapAppID: "app-beta"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // queueAhead is how much of a paced app's rate its queue holds: enough for
@@ -18,7 +18,7 @@ const queueAhead = 12 * time.Second
 // queueMax is how many events an app's queue holds before its partitions
 // pause: MaxQueued, or for a paced app queueAhead of its rate and at least
 // four full requests.
-func (l *loop) queueMax(src *config.Source) int {
+func (l *loop) queueMax(src *source.Source) int {
 	if l.cfg.Pacer == nil {
 		return l.cfg.MaxQueued
 	}

@@ -6,17 +6,17 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // pace reserves the batch in the app's and its identities' budgets for one
 // send time and waits until then, so the batch is sent as both budgets
 // counted it. The app's budget is reserved ahead (see package pacing): the
 // worker comes back late without losing any of it.
-func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch []*item) bool {
+func (l *loop) pace(ctx context.Context, k batchKey, src *source.Source, batch []*item) bool {
 	if l.cfg.Pacer == nil {
 		return true
 	}
@@ -62,7 +62,7 @@ func (l *loop) pace(ctx context.Context, k batchKey, src *config.Source, batch [
 }
 
 // identities is the identity budget of one worker's app.
-func (l *loop) identities(k batchKey, src *config.Source) *pacing.Identities {
+func (l *loop) identities(k batchKey, src *source.Source) *pacing.Identities {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ids := l.idents[k]

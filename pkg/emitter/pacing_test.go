@@ -7,13 +7,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ledger"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/pacing"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -25,7 +25,7 @@ func TestEmitterPacesUnderHeapLimits(t *testing.T) {
 	const window = time.Second
 	h := newHarness(t, heaptest.WithLimits(heaptest.Limits{PerApp: 500, PerIdentity: 150, Window: window}))
 	var err error
-	if h.sources, err = config.NewSources(config.Source{ID: "acme", HeapAppID: h.prefix + "app",
+	if h.sources, err = source.New(source.Source{ID: "acme", HeapAppID: h.prefix + "app",
 		AppEventsPerMinute: 500, IdentityEventsPerMinute: 150}); err != nil {
 		t.Fatal(err)
 	}

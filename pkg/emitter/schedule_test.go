@@ -7,8 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // TestTake: a full batch is taken at once; a short one lingers (Linger,
@@ -42,7 +42,7 @@ func TestTake(t *testing.T) {
 					// 15,000 a minute: batches of 500; 150 an identity: bursts of 5.
 					l.cfg.Pacer, l.cfg.MaxBatch = noPacer{}, heap.MaxBatch
 				}
-				src := &config.Source{AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 150}
+				src := &source.Source{AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 150}
 				q := &queue{}
 				add := func(ids string) {
 					l.mu.Lock()
@@ -95,7 +95,7 @@ func TestTakeStopsWithCtx(t *testing.T) {
 // is in flight, and a paced app's short batch, while its partition is
 // paused, once its budget could grant a full one: it is poked then.
 func TestDue(t *testing.T) {
-	src := &config.Source{AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 1000}
+	src := &source.Source{AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 1000}
 	mine := tp{testTopic, 0}
 	cases := []struct {
 		name     string
@@ -166,7 +166,7 @@ func (noPacer) Reserve(context.Context, string, int, int) (time.Duration, error)
 // 15,000/min: 2 s), then goes out; unpaced, or with its partitions fetched,
 // it goes at once.
 func TestShortWait(t *testing.T) {
-	src := &config.Source{ID: "s", HeapAppID: "a", AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 1000}
+	src := &source.Source{ID: "s", HeapAppID: "a", AppEventsPerMinute: heap.AppEventsPerMin, IdentityEventsPerMinute: 1000}
 	k := batchKey{app: "a"}
 	other := tp{"t", 1}
 	mine := tp{"t", 0}

@@ -9,10 +9,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mapping"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Input is one accepted payload unit.
@@ -23,7 +23,7 @@ type Input struct {
 }
 
 // Expected maps inputs to the events they must produce, by event id.
-func Expected(sources *config.Sources, inputs []Input) (map[string]events.Event, error) {
+func Expected(sources *source.Sources, inputs []Input) (map[string]events.Event, error) {
 	out := map[string]events.Event{}
 	for i, in := range inputs {
 		src, ok := sources.Get(in.Source)

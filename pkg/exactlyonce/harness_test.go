@@ -31,6 +31,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport/child"
 )
@@ -54,7 +55,7 @@ func runRole(role string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sources, err := config.LoadSources(env.SourcesFile)
+	sources, err := source.Load(env.SourcesFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -346,13 +347,13 @@ func ensureTopics(t *testing.T, brokers []string, prefix string, partitions int3
 }
 
 // writeSources writes the SOURCES_FILE of the four sources inputs uses.
-func writeSources(t *testing.T, prefix string) (string, *config.Sources) {
+func writeSources(t *testing.T, prefix string) (string, *source.Sources) {
 	t.Helper()
-	var sourceList []config.Source
+	var sourceList []source.Source
 	var yaml strings.Builder
 	yaml.WriteString("sources:\n")
 	for i := range 4 {
-		s := config.Source{ID: fmt.Sprintf("s%d", i), HeapAppID: fmt.Sprintf("%sapp%d", prefix, i)}
+		s := source.Source{ID: fmt.Sprintf("s%d", i), HeapAppID: fmt.Sprintf("%sapp%d", prefix, i)}
 		sourceList = append(sourceList, s)
 		fmt.Fprintf(&yaml, "  - {id: %s, heap_app_id: %q}\n", s.ID, s.HeapAppID)
 	}
@@ -360,7 +361,7 @@ func writeSources(t *testing.T, prefix string) (string, *config.Sources) {
 	if err := os.WriteFile(sourcesFile, []byte(yaml.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sources, err := config.NewSources(sourceList...)
+	sources, err := source.New(sourceList...)
 	if err != nil {
 		t.Fatal(err)
 	}

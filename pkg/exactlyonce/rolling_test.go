@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/exactlyonce"
@@ -28,6 +27,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -483,7 +483,7 @@ func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
 // address k's identity there, uid-<source>-<k>, arrives with group k%4.
 type addressBook struct {
 	sourcesFile string
-	sources     *config.Sources
+	sources     *source.Sources
 	apps        map[string]string // source -> app
 	ids         map[string]string // app, email key -> identity
 }
@@ -493,11 +493,11 @@ const addresses = 250
 func newAddressBook(t *testing.T, prefix string) *addressBook {
 	t.Helper()
 	ad := &addressBook{apps: map[string]string{}, ids: map[string]string{}}
-	var list []config.Source
+	var list []source.Source
 	var yaml strings.Builder
 	yaml.WriteString("sources:\n")
 	for i := range 4 {
-		s := config.Source{ID: fmt.Sprintf("s%d", i), HeapAppID: fmt.Sprintf("%sapp%d", prefix, i)}
+		s := source.Source{ID: fmt.Sprintf("s%d", i), HeapAppID: fmt.Sprintf("%sapp%d", prefix, i)}
 		if i >= 2 {
 			s.EmailProperty = "email"
 		}
@@ -517,7 +517,7 @@ func newAddressBook(t *testing.T, prefix string) *addressBook {
 		t.Fatal(err)
 	}
 	var err error
-	if ad.sources, err = config.NewSources(list...); err != nil {
+	if ad.sources, err = source.New(list...); err != nil {
 		t.Fatal(err)
 	}
 	return ad

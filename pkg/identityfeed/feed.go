@@ -24,7 +24,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
@@ -32,6 +31,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Path is the feed's route.
@@ -43,7 +43,7 @@ const MaxBody = 16 << 20
 
 // Config is what the handler needs.
 type Config struct {
-	Sources *config.Sources
+	Sources *source.Sources
 	Topic   string // heap.identities
 	// HeapURL overrides every source's Heap host (HEAP_API_URL); empty: the
 	// source's region.
@@ -183,7 +183,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // forward sends req to Heap once the mappings are recorded: the request
 // parse validated, encoded again, never the caller's bytes. It returns 0
 // when Heap took it, else the status to answer with resp's error set.
-func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src config.Source, req request, rid string, resp *Response) int {
+func (h *handler) forward(ctx context.Context, w http.ResponseWriter, src source.Source, req request, rid string, resp *Response) int {
 	body, err := req.encode()
 	if err != nil {
 		// parse validated every value: this is a bug, not the caller's fault.
@@ -241,14 +241,14 @@ func heapReason(err error) string {
 // authenticate finds the source whose identity_token is the bearer token.
 // Every source is compared, in constant time over hashes, so neither the
 // answer's timing nor the token's length tells which part matched.
-func (h *handler) authenticate(r *http.Request) (config.Source, *problem) {
+func (h *handler) authenticate(r *http.Request) (source.Source, *problem) {
 	auth := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(auth, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return config.Source{}, &problem{http.StatusUnauthorized, "missing bearer token"}
+		return source.Source{}, &problem{http.StatusUnauthorized, "missing bearer token"}
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	var found config.Source
+	var found source.Source
 	match := 0
 	for _, s := range h.cfg.Sources.All() {
 		if s.IdentityToken == "" {
@@ -260,7 +260,7 @@ func (h *handler) authenticate(r *http.Request) (config.Source, *problem) {
 		}
 	}
 	if match == 0 {
-		return config.Source{}, &problem{http.StatusUnauthorized, "invalid bearer token"}
+		return source.Source{}, &problem{http.StatusUnauthorized, "invalid bearer token"}
 	}
 	return found, nil
 }
@@ -287,7 +287,7 @@ func (req request) encode() ([]byte, error) {
 // so nothing is recorded from a bad request. A body with duplicate keys, or
 // keys differing only in case, is refused (checkKeys): what is recorded and
 // forwarded is exactly what was validated.
-func parse(body []byte, src config.Source) (request, *problem) {
+func parse(body []byte, src source.Source) (request, *problem) {
 	type user struct {
 		Identity   *string        `json:"identity"`
 		Properties map[string]any `json:"properties"`

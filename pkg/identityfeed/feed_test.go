@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
@@ -26,6 +25,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -36,13 +36,13 @@ const (
 	tokIdent = "ident-token-0123456789"
 )
 
-func testSources(t testing.TB) *config.Sources {
+func testSources(t testing.TB) *source.Sources {
 	t.Helper()
-	ss, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email", IdentityToken: tokAcme},
-		config.Source{ID: "fwd", HeapAppID: "app2", EmailProperty: "email", IdentityToken: tokFwd, ForwardIdentities: true},
-		config.Source{ID: "ident", HeapAppID: "app3", IdentityToken: tokIdent, ForwardIdentities: true}, // joins on identity
-		config.Source{ID: "nofeed", HeapAppID: "app4", EmailProperty: "email"},
+	ss, err := source.New(
+		source.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email", IdentityToken: tokAcme},
+		source.Source{ID: "fwd", HeapAppID: "app2", EmailProperty: "email", IdentityToken: tokFwd, ForwardIdentities: true},
+		source.Source{ID: "ident", HeapAppID: "app3", IdentityToken: tokIdent, ForwardIdentities: true}, // joins on identity
+		source.Source{ID: "nofeed", HeapAppID: "app4", EmailProperty: "email"},
 	)
 	if err != nil {
 		t.Fatal(err)

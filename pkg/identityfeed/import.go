@@ -11,9 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // DefaultImportBatch is how many records Import produces before it waits for
@@ -26,7 +26,7 @@ const MaxReportedRows = 1000
 
 // ImportConfig is what Import needs.
 type ImportConfig struct {
-	Source    config.Source
+	Source    source.Source
 	Topic     string          // heap.identities
 	Publisher kafka.Publisher // nil only with DryRun
 	DryRun    bool            // read and check every row, record nothing

@@ -12,15 +12,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
-var acme = config.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email"}
+var acme = source.Source{ID: "acme", HeapAppID: "app1", EmailProperty: "email"}
 
 // memPublisher keeps what it is given, in order.
 type memPublisher struct {
@@ -145,7 +145,7 @@ func TestImportDryRun(t *testing.T) {
 }
 
 func TestImportRefusals(t *testing.T) {
-	ident := config.Source{ID: "ident", HeapAppID: "app3", EmailProperty: config.JoinIdentity}
+	ident := source.Source{ID: "ident", HeapAppID: "app3", EmailProperty: source.JoinIdentity}
 	if _, err := identityfeed.Import(context.Background(), strings.NewReader("a,a@example.com\n"),
 		identityfeed.ImportConfig{Source: ident, Topic: "t", Publisher: &memPublisher{}}); err == nil || !strings.Contains(err.Error(), "joins on identity") {
 		t.Errorf("source joining on identity: %v, want a refusal", err)

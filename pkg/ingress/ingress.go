@@ -14,18 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Config is what the handler needs.
 type Config struct {
-	Sources        *config.Sources
+	Sources        *source.Sources
 	Topic          string // mailchimp.raw
 	DLQTopic       string // mailchimp.dlq: units that can never be a record of Topic
 	ProduceTimeout time.Duration
@@ -109,10 +109,10 @@ func validRequestID(id string) bool {
 var errNotFound = &problem{http.StatusNotFound, "not found"}
 
 // listSource authenticates an audience webhook URL.
-func (h *handler) listSource(r *http.Request) (config.Source, *problem) {
+func (h *handler) listSource(r *http.Request) (source.Source, *problem) {
 	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
 	if !secret.Equal(r.PathValue("secret"), src.WebhookSecret) || !ok {
-		return config.Source{}, errNotFound
+		return source.Source{}, errNotFound
 	}
 	return src, nil
 }

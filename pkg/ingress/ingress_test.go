@@ -19,13 +19,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -39,13 +39,13 @@ type env struct {
 	logs    *observer.ObservedLogs
 }
 
-func sources(t *testing.T) *config.Sources {
+func sources(t *testing.T) *source.Sources {
 	t.Helper()
 	sig := fixtures.Mandrill()
-	ss, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: "app1", WebhookSecret: secret,
+	ss, err := source.New(
+		source.Source{ID: "acme", HeapAppID: "app1", WebhookSecret: secret,
 			MandrillWebhookURL: sig.RegisteredURL, MandrillWebhookKey: sig.WebhookKey},
-		config.Source{ID: "nomandrill", HeapAppID: "app2"},
+		source.Source{ID: "nomandrill", HeapAppID: "app2"},
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -17,9 +17,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // DefaultMaxUnitBytes is the largest event written to mailchimp.raw: under
@@ -86,7 +86,7 @@ func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 // body once its signature holds for the source's key (or, for Mandrill's
 // validation post, an empty batch signed with its fixed key). Nothing of
 // the body is parsed beyond the form before that.
-func verifiedEvents(ctx context.Context, b *budget, src config.Source, body []byte, sig string) ([]byte, *problem) {
+func verifiedEvents(ctx context.Context, b *budget, src source.Source, body []byte, sig string) ([]byte, *problem) {
 	if sig == "" {
 		return nil, &problem{http.StatusUnauthorized, "missing " + mailchimp.MandrillSignatureHdr}
 	}

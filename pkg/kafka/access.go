@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -312,15 +312,13 @@ func missingOps(bitfield int32, ops []string) []string {
 // untilSettled calls fn again while it fails with a retriable error (a
 // coordinator still loading after a broker start), until ctx ends.
 func untilSettled(ctx context.Context, fn func() error) error {
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+	return retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second}, func() error {
 		err := fn()
 		if err != nil && !kerr.IsRetriable(err) {
-			return struct{}{}, backoff.Permanent(err)
+			return retry.Permanent(err)
 		}
-		return struct{}{}, err
-	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond,
-		RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 2 * time.Second}), backoff.WithMaxElapsedTime(0))
-	return err
+		return err
+	})
 }
 
 func checkGroup(ctx context.Context, cl *kgo.Client, a Access) error {

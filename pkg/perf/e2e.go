@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // e2e: ingress, mapper and emitter at a fixed rate; latency from sending a
@@ -98,7 +98,7 @@ func (l *latencies) drain(within time.Duration) {
 
 // e2eWarm sends one event through the whole pipeline (group joins, first
 // fetches) and waits for the mapper's group to be stable.
-func (r *runner) e2eWarm(ctx context.Context, base, prefix string, src config.Source, ingress *Child, sink *heaptest.Sink) error {
+func (r *runner) e2eWarm(ctx context.Context, base, prefix string, src source.Source, ingress *Child, sink *heaptest.Sink) error {
 	if err := WaitHTTP(ctx, base+"/healthz", ingress); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (r *runner) e2eWarm(ctx context.Context, base, prefix string, src config.So
 // e2eSend is an open loop: a batch every tick whatever the answers, so a
 // slow pipeline shows as latency, not as a lower rate. It returns the
 // events per batch.
-func (r *runner) e2eSend(ctx context.Context, base string, srcs []config.Source, l *latencies) int {
+func (r *runner) e2eSend(ctx context.Context, base string, srcs []source.Source, l *latencies) int {
 	const tick = 20 * time.Millisecond
 	per := max(1, r.opts.E2ERate*int(tick)/int(time.Second))
 	cl := newHTTPClient(64)
@@ -151,7 +151,7 @@ func (r *runner) e2eSend(ctx context.Context, base string, srcs []config.Source,
 }
 
 // post sends one batch, noting its events' send time and ingress's answer.
-func (l *latencies) post(ctx context.Context, cl *http.Client, base string, src config.Source, body []byte, sig string, emails []string) {
+func (l *latencies) post(ctx context.Context, cl *http.Client, base string, src source.Source, body []byte, sig string, emails []string) {
 	req, _ := mandrillRequest(base, src, body, sig)
 	now := time.Now()
 	l.mu.Lock()
@@ -190,7 +190,7 @@ func (r *runner) e2eRows(l *latencies, per, apps int) {
 }
 
 // postOnce posts one signed Mandrill batch and wants a 200.
-func postOnce(ctx context.Context, base string, s config.Source, body []byte, sig string) error {
+func postOnce(ctx context.Context, base string, s source.Source, body []byte, sig string) error {
 	req, err := mandrillRequest(base, s, body, sig)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport/child"
 )
 
@@ -184,7 +185,7 @@ func (e *Env) Topics(ctx context.Context, prefix string) (kafka.Topics, error) {
 }
 
 // WriteSources writes a SOURCES_FILE and returns its path.
-func (e *Env) WriteSources(name string, srcs []config.Source) (string, error) {
+func (e *Env) WriteSources(name string, srcs []source.Source) (string, error) {
 	data, err := yaml.Marshal(map[string]any{"sources": srcs})
 	if err != nil {
 		return "", err
@@ -193,7 +194,7 @@ func (e *Env) WriteSources(name string, srcs []config.Source) (string, error) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return "", err
 	}
-	if _, err := config.LoadSources(path); err != nil {
+	if _, err := source.Load(path); err != nil {
 		return "", fmt.Errorf("perf sources: %w", err)
 	}
 	return path, nil

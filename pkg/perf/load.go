@@ -21,11 +21,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/campaigns"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Payloads the load is made of: real-shaped Mailchimp units, as the fixtures.
@@ -54,11 +54,11 @@ func email(i int) string { return fmt.Sprintf("user%d@example.com", i) }
 
 // perfSources are n sources s0..s(n-1), apps app0.. . custom makes them join
 // on a custom property, so the mapper resolves identities through Redis.
-func perfSources(tag string, n int, custom bool) []config.Source {
-	var out []config.Source
+func perfSources(tag string, n int, custom bool) []source.Source {
+	var out []source.Source
 	for i := range n {
 		id := fmt.Sprintf("%s%d", tag, i)
-		s := config.Source{
+		s := source.Source{
 			// A run's own app ids: the emitter's ledger (in Redis, kept for a
 			// day) must not recognise another run's events.
 			ID: id, HeapAppID: "app-" + id + "-" + runID,
@@ -86,7 +86,7 @@ func emailCount(n int) int { return max(perfEmails, n/(4*perfCampaigns)+1) }
 
 // seedRedis puts what a warm cache holds: every address's identity and the
 // campaigns' titles, so the mapper's lookups hit.
-func (e *Env) seedRedis(ctx context.Context, srcs []config.Source, emails int) error {
+func (e *Env) seedRedis(ctx context.Context, srcs []source.Source, emails int) error {
 	ids, cs := identity.NewStore(e.Redis), campaigns.NewStore(e.Redis)
 	for _, s := range srcs {
 		var metas []campaigns.Meta
@@ -119,7 +119,7 @@ func (e *Env) seedRedis(ctx context.Context, srcs []config.Source, emails int) e
 
 // produceRaw writes n mailchimp.raw records as ingress would: three Mandrill
 // events (open, click, open) to one audience "cleaned" webhook, spread over srcs.
-func (e *Env) produceRaw(ctx context.Context, topic string, srcs []config.Source, n int) error {
+func (e *Env) produceRaw(ctx context.Context, topic string, srcs []source.Source, n int) error {
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	ts := time.Now().Unix()
 	batch := make([]*kgo.Record, 0, 5000)
@@ -352,7 +352,7 @@ func closedLoop(ctx context.Context, conc int, dur time.Duration, mk func() (*ht
 }
 
 // listRequest is an audience webhook post for source s.
-func listRequest(base string, s config.Source, i int) (*http.Request, error) {
+func listRequest(base string, s source.Source, i int) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, base+"/webhooks/mailchimp/"+s.ID+"/"+s.WebhookSecret,
 		bytes.NewReader(cleanedWebhook(i%perfCampaigns, email(i%perfEmails))))
 	if err != nil {
@@ -363,7 +363,7 @@ func listRequest(base string, s config.Source, i int) (*http.Request, error) {
 }
 
 // mandrillBody is a signed Mandrill webhook body of the given events.
-func mandrillBody(s config.Source, evs [][]byte) ([]byte, string) {
+func mandrillBody(s source.Source, evs [][]byte) ([]byte, string) {
 	arr, _ := json.Marshal(slices.Collect(func(yield func(json.RawMessage) bool) {
 		for _, e := range evs {
 			if !yield(e) {
@@ -375,7 +375,7 @@ func mandrillBody(s config.Source, evs [][]byte) ([]byte, string) {
 	return []byte(form.Encode()), mailchimp.MandrillSignature(s.MandrillWebhookURL, s.MandrillWebhookKey, form)
 }
 
-func mandrillRequest(base string, s config.Source, body []byte, sig string) (*http.Request, error) {
+func mandrillRequest(base string, s source.Source, body []byte, sig string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, base+"/webhooks/mandrill/"+s.ID, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -396,7 +396,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 // produceEvents writes perApp mapped events per source to heap.events, apps
 // interleaved, 200 identities per app (Heap's per-identity limit is 1,000/min).
-func (e *Env) produceEvents(ctx context.Context, topics kafka.Topics, srcs []config.Source, perApp int) error {
+func (e *Env) produceEvents(ctx context.Context, topics kafka.Topics, srcs []source.Source, perApp int) error {
 	codec, err := events.NewCodec()
 	if err != nil {
 		return err

@@ -20,11 +20,11 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/retry"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
 
@@ -55,7 +55,7 @@ type Config struct {
 	Brokers       []string
 	Topics        kafka.Topics
 	TransactionID string // stable per instance
-	Sources       *config.Sources
+	Sources       *source.Sources
 	HTTP          *http.Client
 	Owner         Owner
 	States        States
@@ -83,7 +83,7 @@ type Cursor struct {
 
 // Run polls every source that has Mailchimp credentials until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	var polled []config.Source
+	var polled []source.Source
 	for _, s := range cfg.Sources.All() {
 		if s.Polls() {
 			polled = append(polled, s)
@@ -155,7 +155,7 @@ type Poller struct {
 	sems    map[string]*semaphore.Weighted // per account
 }
 
-func (p *Poller) loop(ctx context.Context, src config.Source) {
+func (p *Poller) loop(ctx context.Context, src source.Source) {
 	for {
 		ttl := 2*src.PollInterval + time.Minute
 		owned, err := p.cfg.Owner.Own(ctx, src.ID, ttl)
@@ -189,7 +189,7 @@ func (p *Poller) semaphore(account string) *semaphore.Weighted {
 }
 
 // Pass discovers src's campaigns and polls each one's activity once.
-func (p *Poller) Pass(ctx context.Context, src config.Source) error {
+func (p *Poller) Pass(ctx context.Context, src source.Source) error {
 	client, sem, ok, err := p.client(ctx, src)
 	if err != nil || !ok {
 		return err
@@ -258,7 +258,7 @@ func (p *Poller) Pass(ctx context.Context, src config.Source) error {
 // client prepares a pass over src: its API client, its account's connection
 // limit, and the latest cursors. ok is false while an OAuth source waits for
 // its connection.
-func (p *Poller) client(ctx context.Context, src config.Source) (*mailchimp.Client, *semaphore.Weighted, bool, error) {
+func (p *Poller) client(ctx context.Context, src source.Source) (*mailchimp.Client, *semaphore.Weighted, bool, error) {
 	cred, ok, err := p.credentials(ctx, src)
 	if err != nil || !ok {
 		return nil, nil, false, err
@@ -275,7 +275,7 @@ func (p *Poller) client(ctx context.Context, src config.Source) (*mailchimp.Clie
 
 // credentials are the source's API key, or its OAuth token; ok is false
 // while an OAuth source waits for its connection.
-func (p *Poller) credentials(ctx context.Context, src config.Source) (mailchimp.Credentials, bool, error) {
+func (p *Poller) credentials(ctx context.Context, src source.Source) (mailchimp.Credentials, bool, error) {
 	if src.MailchimpAPIKey != "" {
 		return mailchimp.Credentials{APIKey: src.MailchimpAPIKey, APIURL: src.MailchimpAPIURL}, true, nil
 	}
@@ -304,7 +304,7 @@ func (p *Poller) credentials(ctx context.Context, src config.Source) (mailchimp.
 func cursorKey(source, campaign string) string { return source + "/" + campaign }
 
 // pollCampaign pages through one campaign's activity from its cursor.
-func (p *Poller) pollCampaign(ctx context.Context, sem *semaphore.Weighted, client *mailchimp.Client, src config.Source, campaign string) error {
+func (p *Poller) pollCampaign(ctx context.Context, sem *semaphore.Weighted, client *mailchimp.Client, src source.Source, campaign string) error {
 	key := cursorKey(src.ID, campaign)
 	p.mu.Lock()
 	cur := p.cursors[key]
@@ -357,7 +357,7 @@ type cursorUpdate struct {
 }
 
 // publish writes units (and the cursor, when set) in one transaction.
-func (p *Poller) publish(ctx context.Context, src config.Source, kind string, units []json.RawMessage, key func(int) string, cu *cursorUpdate) error {
+func (p *Poller) publish(ctx context.Context, src source.Source, kind string, units []json.RawMessage, key func(int) string, cu *cursorUpdate) error {
 	if len(units) == 0 && cu == nil {
 		return nil
 	}
@@ -406,7 +406,7 @@ func (p *Poller) publish(ctx context.Context, src config.Source, kind string, un
 // call runs one API call under the account's connection limit, backing off
 // on 429, 403 without a body, 5xx and timeouts. A refused key marks the
 // source "reconnect needed".
-func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src config.Source, fn func() error) error {
+func (p *Poller) call(ctx context.Context, sem *semaphore.Weighted, src source.Source, fn func() error) error {
 	policy := retry.Policy{Initial: 500 * time.Millisecond, Max: p.cfg.MaxBackoff, After: mailchimp.RetryAfter,
 		Notify: func(err error, wait time.Duration) {
 			p.cfg.Log.Info("poller: Mailchimp asked to slow down; retrying", zap.String("source", src.ID), zap.Duration("in", wait), zap.Error(err))
@@ -465,7 +465,7 @@ func (p *Poller) loadCursors(ctx context.Context) error {
 // since then. Events keep their original timestamps; deterministic event ids,
 // the delivery ledger and Heap's idempotency key keep what was already
 // delivered from doubling.
-func (p *Poller) Backfill(ctx context.Context, src config.Source, since time.Time, campaign string) error {
+func (p *Poller) Backfill(ctx context.Context, src source.Source, since time.Time, campaign string) error {
 	if campaign == "" {
 		if !since.IsZero() && (src.BackfillSince.IsZero() || since.Before(src.BackfillSince)) {
 			src.BackfillSince = since

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/lease"
@@ -25,6 +24,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/poller"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
 )
@@ -37,7 +37,7 @@ type harness struct {
 	mc      *mailchimptest.Server
 	status  *status.Store
 	rdb     redis.UniversalClient
-	src     config.Source
+	src     source.Source
 	prefix  string
 	t       *testing.T
 }
@@ -49,7 +49,7 @@ func newHarness(t *testing.T, opts ...mailchimptest.Option) *harness {
 	// Source status keys are not prefixed per test: a Redis of the test's own.
 	h.rdb = redistest.PrivateClient(t)
 	h.status = status.NewStore(h.rdb)
-	ss, err := config.NewSources(config.Source{ID: "acme", HeapAppID: "app", MailchimpAPIKey: mailchimptest.DefaultAPIKey,
+	ss, err := source.New(source.Source{ID: "acme", HeapAppID: "app", MailchimpAPIKey: mailchimptest.DefaultAPIKey,
 		MailchimpAPIURL: h.mc.APIURL, ActivityWindow: 90 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func (h *harness) poller(pageSize int) *poller.Poller { return h.pollerWith(page
 
 // pollerWith is poller with cfg changed by edit.
 func (h *harness) pollerWith(pageSize int, edit func(*poller.Config)) *poller.Poller {
-	ss, _ := config.NewSources(h.src)
+	ss, _ := source.New(h.src)
 	cfg := poller.Config{Brokers: h.brokers, Topics: h.topics, TransactionID: h.prefix + "poller",
 		Sources: ss, Owner: lease.New(h.rdb, "me"), States: h.status, Log: zaptest.NewLogger(h.t),
 		PageSize: pageSize, MaxBackoff: 200 * time.Millisecond, Now: func() time.Time { return now }}
@@ -334,11 +334,11 @@ func TestPollerTokenEndpoint(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			h.src = config.Source{ID: fmt.Sprintf("oauth%d", i), HeapAppID: "app", MailchimpOAuth: true, ActivityWindow: 90 * 24 * time.Hour}
+			h.src = source.Source{ID: fmt.Sprintf("oauth%d", i), HeapAppID: "app", MailchimpOAuth: true, ActivityWindow: 90 * 24 * time.Hour}
 			if tt.override {
 				h.src.MailchimpAPIURL = h.mc.APIURL
 			}
-			ss, err := config.NewSources(h.src)
+			ss, err := source.New(h.src)
 			if err != nil {
 				t.Fatal(err)
 			}

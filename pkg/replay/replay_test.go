@@ -28,6 +28,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/replay"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
 
@@ -70,13 +71,13 @@ func newPipeline(t *testing.T, opts ...heaptest.Option) *pipeline {
 
 func (p *pipeline) app(source string) string { return p.prefix + "app-" + source }
 
-func (p *pipeline) sources(ids ...string) *config.Sources {
+func (p *pipeline) sources(ids ...string) *source.Sources {
 	p.t.Helper()
-	var list []config.Source
+	var list []source.Source
 	for _, id := range ids {
-		list = append(list, config.Source{ID: id, HeapAppID: p.app(id)})
+		list = append(list, source.Source{ID: id, HeapAppID: p.app(id)})
 	}
-	s, err := config.NewSources(list...)
+	s, err := source.New(list...)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func (p *pipeline) sources(ids ...string) *config.Sources {
 
 // start runs the mapper and emitter for these sources, replacing the
 // running ones (as a redeploy with a new SOURCES_FILE would).
-func (p *pipeline) start(sources *config.Sources) {
+func (p *pipeline) start(sources *source.Sources) {
 	t := p.t
 	t.Helper()
 	if p.stop != nil {

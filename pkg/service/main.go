@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Main runs one service process: configuration from the environment and
@@ -59,7 +60,7 @@ func main(name string, run func(ctx context.Context, d *Deps) error) error {
 	if env.SourcesFile == "" {
 		return errors.New("SOURCES_FILE is required")
 	}
-	sources, err := config.LoadSources(env.SourcesFile)
+	sources, err := source.Load(env.SourcesFile)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 type securedBroker struct {
@@ -106,7 +107,7 @@ func openEmitter(t *testing.T, brokers []string, sec kafka.Security, prefix stri
 	env.Kafka, env.TopicPrefix, env.RedisURL, env.InstanceID = sec, prefix, redistest.URL(t), "pod-0"
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
-	sources, err := config.NewSources(config.Source{ID: "acme", HeapAppID: prefix + "app"})
+	sources, err := source.New(source.Source{ID: "acme", HeapAppID: prefix + "app"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/tokens"
@@ -81,7 +82,7 @@ func SignalContext() (context.Context, context.CancelFunc) {
 // Deps are the parts every service shares.
 type Deps struct {
 	Env     config.Env
-	Sources *config.Sources
+	Sources *source.Sources
 	Log     *zap.Logger
 	Brokers []string
 	Conn    *kafka.Conn // how every client reaches Kafka: TLS, SASL, client ids
@@ -116,7 +117,7 @@ const preflightTimeout = 30 * time.Second
 // accept this process's credentials, its principal holds the roles' ACLs
 // and their topics exist as deploy/topics.yaml lays them out. Only with
 // KAFKA_CREATE_TOPICS (the embedded stack) are missing topics created.
-func Open(ctx context.Context, env config.Env, sources *config.Sources, log *zap.Logger, brokers []string, roles ...string) (*Deps, error) {
+func Open(ctx context.Context, env config.Env, sources *source.Sources, log *zap.Logger, brokers []string, roles ...string) (*Deps, error) {
 	if !env.Redis.Configured(env.RedisURL) {
 		return nil, errors.New("REDIS_URL is required (or REDIS_SENTINEL_ADDRS, or REDIS_CLUSTER_ADDRS)")
 	}

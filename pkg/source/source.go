@@ -1,7 +1,6 @@
 // Package source is the per-source settings of SOURCES_FILE: one Mailchimp
 // account (or audience) feeding one Heap app, its defaults and validation.
-// It is pure (no Kafka or Redis), so the mapping can depend on it;
-// package config re-exports it for the services.
+// It is pure (no Kafka or Redis), so the mapping can depend on it.
 package source
 
 import (

@@ -8,15 +8,15 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // SendDemo posts the fixture webhooks to ingress as Mailchimp would: the
 // campaign webhook first (it names the campaign), then the other audience
 // webhooks, then the Mandrill batch signed with src's key.
-func SendDemo(ctx context.Context, ingressURL string, src config.Source) error {
+func SendDemo(ctx context.Context, ingressURL string, src source.Source) error {
 	hooks := fixtures.ListWebhooks()
 	order := []string{"campaign"}
 	for _, n := range fixtures.ListWebhookNames() {

@@ -23,6 +23,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Info describes a running stack.
@@ -32,7 +33,7 @@ type Info struct {
 	HeapURL    string
 	Sink       *heaptest.Sink         // nil when HEAP_API_URL points at a real Heap
 	Mailchimp  *mailchimptest.Service // the demo's Mailchimp stand-in, nil otherwise
-	Sources    *config.Sources
+	Sources    *source.Sources
 	Brokers    []string
 }
 
@@ -109,34 +110,34 @@ func hostPort(a net.Addr) string {
 
 // loadSources reads SOURCES_FILE, or creates (once, under DATA_DIR) a demo
 // source with random secrets.
-func loadSources(env config.Env, ingressURL string) (*config.Sources, bool, error) {
+func loadSources(env config.Env, ingressURL string) (*source.Sources, bool, error) {
 	if env.SourcesFile != "" {
-		s, err := config.LoadSources(env.SourcesFile)
+		s, err := source.Load(env.SourcesFile)
 		return s, false, err
 	}
 	path := filepath.Join(env.DataDir, "demo-sources.yaml")
 	if data, err := os.ReadFile(path); err == nil {
-		s, err := config.ParseSources(data)
+		s, err := source.Parse(data)
 		if err == nil {
 			return s, true, nil
 		}
 	}
-	demo := config.Source{
+	demo := source.Source{
 		ID:                 "demo",
 		HeapAppID:          "demo-app",
 		WebhookSecret:      randomHex(16),
 		MandrillWebhookURL: ingressURL + "/webhooks/mandrill/demo",
 		MandrillWebhookKey: randomHex(16),
-		Events:             []string{config.EventOpen, config.EventClick, config.EventBounce, config.EventSent},
+		Events:             []string{source.EventOpen, source.EventClick, source.EventBounce, source.EventSent},
 	}
-	data, err := yaml.Marshal(map[string]any{"sources": []config.Source{demo}})
+	data, err := yaml.Marshal(map[string]any{"sources": []source.Source{demo}})
 	if err != nil {
 		return nil, false, err
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return nil, false, fmt.Errorf("demo source: %w", err)
 	}
-	s, err := config.NewSources(demo)
+	s, err := source.New(demo)
 	return s, true, err
 }
 
@@ -150,7 +151,7 @@ func randomHex(n int) string {
 // Mailchimp and Mandrill. It prints no secret: the audience URL's secret
 // segment stays in the sources file and on the status page.
 // It writes to the terminal, not the log: the audience URL holds a secret.
-func printBanner(out io.Writer, ingressURL string, sources *config.Sources, demo bool) {
+func printBanner(out io.Writer, ingressURL string, sources *source.Sources, demo bool) {
 	if out == nil {
 		return
 	}

@@ -14,13 +14,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn/redistest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
@@ -188,7 +188,7 @@ func TestStackDemo(t *testing.T) {
 	env.Demo = true
 	info := stacktest.Start(t, env)
 	src := info.Sources.All()[0]
-	if src.ID != "demo" || !src.Wants(config.EventSent) {
+	if src.ID != "demo" || !src.Wants(source.EventSent) {
 		t.Fatalf("demo source %+v", src.ID)
 	}
 	// Webhooks: 1 list bounce + 4 Mandrill + Sent Email; polled from the

@@ -18,6 +18,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/mailchimptest"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // standIns are the embedded parts Run started; close ends them, last first.
@@ -74,7 +75,7 @@ func (s *standIns) start(env *config.Env) error {
 
 // mailchimp points the demo source at an in-process Mailchimp stand-in
 // serving the fixture campaign, so the demo shows polled opens and clicks.
-func (s *standIns) mailchimp(sources *config.Sources) (*config.Sources, error) {
+func (s *standIns) mailchimp(sources *source.Sources) (*source.Sources, error) {
 	s.mc = mailchimptest.NewService()
 	s.mc.LoadFixtures()
 	url, err := s.serve(s.mc)
@@ -87,7 +88,7 @@ func (s *standIns) mailchimp(sources *config.Sources) (*config.Sources, error) {
 	src.ActivityWindow = 10 * 365 * 24 * time.Hour // the fixture campaign is from October 2026
 	src.PollInterval = 30 * time.Second
 	s.log.Info("demo source polls a Mailchimp stand-in", zap.String("url", src.MailchimpAPIURL))
-	return config.NewSources(src)
+	return source.New(src)
 }
 
 // serve serves h on a loopback port until close, and returns its URL.

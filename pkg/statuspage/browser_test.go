@@ -17,10 +17,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp/fixtures"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/redisconn"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/stack/stacktest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
@@ -132,7 +132,7 @@ func TestStatusPageBrowser(t *testing.T) {
 	testsupport.Integration(t, "runs the whole stack and a browser")
 	bin := chromium(t)
 	id := "page-" + randomHex(4) // unique: tests may share one Redis
-	src := config.Source{
+	src := source.Source{
 		ID: id, HeapAppID: id + "-app",
 		WebhookSecret:      "hook-" + randomHex(12),
 		MandrillWebhookURL: "https://hooks.example.com/webhooks/mandrill/" + id,

@@ -21,8 +21,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 )
 
@@ -43,7 +43,7 @@ type Reporter interface {
 
 // Config is what the handler needs.
 type Config struct {
-	Sources *config.Sources
+	Sources *source.Sources
 	Status  Reporter
 	// PublicURL is ingress's public base URL (PUBLIC_URL); empty: derived
 	// from each request.
@@ -157,7 +157,7 @@ func (h *handler) view(w http.ResponseWriter, r *http.Request) (View, bool) {
 	return v, true
 }
 
-func (h *handler) build(src config.Source, rep status.Report, base string) View {
+func (h *handler) build(src source.Source, rep status.Report, base string) View {
 	scrub := scrubber(src, h.cfg.Token)
 	v := View{
 		Source:       src.ID,
@@ -205,7 +205,7 @@ func (h *handler) build(src config.Source, rep status.Report, base string) View 
 
 // scrubber replaces the source's secrets (and the status token) in recorded
 // texts: a reason may quote an upstream error, which may quote anything.
-func scrubber(src config.Source, token string) func(string) string {
+func scrubber(src source.Source, token string) func(string) string {
 	var pairs []string
 	for _, s := range []string{src.WebhookSecret, src.MandrillWebhookKey, src.MailchimpAPIKey, src.IdentityToken, token} {
 		if s != "" {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/statuspage"
 )
@@ -37,15 +37,15 @@ func (r reports) Report(_ context.Context, source string) (status.Report, error)
 	return r[source], nil
 }
 
-func testSources(t *testing.T) *config.Sources {
+func testSources(t *testing.T) *source.Sources {
 	t.Helper()
-	ss, err := config.NewSources(
-		config.Source{ID: "acme", HeapAppID: "1", WebhookSecret: webhookSecret,
+	ss, err := source.New(
+		source.Source{ID: "acme", HeapAppID: "1", WebhookSecret: webhookSecret,
 			MandrillWebhookURL: "https://hooks.example.com/webhooks/mandrill/acme", MandrillWebhookKey: mandrillKey,
 			MailchimpAPIKey: apiKey, IdentityToken: identityToken},
-		config.Source{ID: "oauth", HeapAppID: "2", MailchimpOAuth: true, EmailProperty: "work_email"},
-		config.Source{ID: "broken", HeapAppID: "3"},
-		config.Source{ID: "fresh", HeapAppID: "4"},
+		source.Source{ID: "oauth", HeapAppID: "2", MailchimpOAuth: true, EmailProperty: "work_email"},
+		source.Source{ID: "broken", HeapAppID: "3"},
+		source.Source{ID: "fresh", HeapAppID: "4"},
 	)
 	if err != nil {
 		t.Fatal(err)

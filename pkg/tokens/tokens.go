@@ -19,8 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/config"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // Token is one source's Mailchimp connection.
@@ -42,7 +42,7 @@ const apiHostSuffix = ".api.mailchimp.com"
 
 // CheckEndpoint returns the data centre of endpoint, an api_endpoint as
 // Mailchimp's metadata names it: exactly https://<dc>.api.mailchimp.com
-// (a trailing slash allowed), dc as config.IsMailchimpDC says, no port,
+// (a trailing slash allowed), dc as source.IsMailchimpDC says, no port,
 // user, path, query or fragment. Anything else wraps ErrEndpoint.
 func CheckEndpoint(endpoint string) (dc string, err error) {
 	u, err := url.Parse(endpoint)
@@ -51,7 +51,7 @@ func CheckEndpoint(endpoint string) (dc string, err error) {
 		return "", fmt.Errorf("tokens: api_endpoint %q: %w", endpoint, ErrEndpoint)
 	}
 	dc, ok := strings.CutSuffix(u.Host, apiHostSuffix)
-	if !ok || !config.IsMailchimpDC(dc) {
+	if !ok || !source.IsMailchimpDC(dc) {
 		return "", fmt.Errorf("tokens: api_endpoint %q: %w", endpoint, ErrEndpoint)
 	}
 	return dc, nil
@@ -61,7 +61,7 @@ func CheckEndpoint(endpoint string) (dc string, err error) {
 // a Mailchimp one, and its api_endpoint, when recorded, is that data
 // centre's host. Errors wrap ErrEndpoint.
 func (t Token) Check() error {
-	if !config.IsMailchimpDC(t.DC) {
+	if !source.IsMailchimpDC(t.DC) {
 		return fmt.Errorf("tokens: data centre %q: %w", t.DC, ErrEndpoint)
 	}
 	if t.APIEndpoint == "" {

@@ -10,6 +10,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identityfeed"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/service"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
 // identities import loads a CSV export of (identity, email) into
@@ -53,7 +54,7 @@ func importIdentities(sourceID, path string, dryRun bool) error {
 	if env.SourcesFile == "" {
 		return usageError{errors.New("SOURCES_FILE is required")}
 	}
-	sources, err := config.LoadSources(env.SourcesFile)
+	sources, err := source.Load(env.SourcesFile)
 	if err != nil {
 		return err
 	}
