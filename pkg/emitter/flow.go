@@ -60,8 +60,8 @@ func (l *loop) flowControl() {
 	}
 	// Every assigned partition held: stop polling instead of pausing them.
 	// kgo drops a paused partition's buffered records, to fetch them again
-	// once resumed: a backlog read that way was fetched and decoded about
-	// 1.7 times. Not polling keeps them (one fetch) and fetches no more.
+	// once resumed, so a backlog read that way is fetched and decoded more
+	// than once. Not polling keeps them (one fetch) and fetches no more.
 	stall := len(want) > 0 && len(want) == len(l.parts)
 	if stall {
 		clear(want)

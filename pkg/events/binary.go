@@ -10,8 +10,8 @@ import (
 
 // The event's Avro binary encoding, written out for this one schema
 // (schemas/heap_email_event.avsc, fields in order). goavro's generic path
-// builds a map per event and a union wrapper per optional field: it was a
-// third of the mapper's allocations and most of its encode time. NewCodec
+// builds a map per event and a union wrapper per optional field, which
+// dominated the mapper's allocations (BENCHMARKS.md). NewCodec
 // checks these bytes against goavro's, so a schema change cannot drift.
 
 var errShort = errors.New("truncated or malformed Avro")

@@ -91,7 +91,7 @@ var ErrDependency = errors.New("dependency unavailable")
 
 // DefaultMaxPoll is the most records a transaction maps. A transaction's
 // fixed costs (the Redis lookups' round trips, flush, commit) are paid per
-// poll: 4000 ran the perf harness's mapper ~1.2x as fast as 2000.
+// poll, so larger polls spread them (BENCHMARKS.md has the measurements).
 const DefaultMaxPoll = 4000
 
 // Run consumes until ctx ends, in cfg.Sessions sessions. A session that

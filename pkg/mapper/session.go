@@ -44,11 +44,11 @@ func runSession(ctx context.Context, cfg Config, i int) error {
 		kgo.TransactionalID(cfg.TransactionID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionTimeout(60*time.Second),
-		// A fetch is held decompressed until polled: at the default 50 MiB
-		// (1 MiB a partition) a backlog of compressed JSON kept ~60 MB of
-		// heap buffered. The process's sessions share 2 MiB, still about a
-		// transaction's worth each (2 MiB each took two sessions' peak RSS
-		// from ~130 to ~200 MB; 4 MiB shared, on a 10x backlog, 145 to 235).
+		// A fetch is held decompressed until polled, so franz-go's default
+		// (50 MiB, 1 MiB a partition) keeps a backlog's worth of heap
+		// buffered. The process's sessions share 2 MiB, still about a
+		// transaction's worth each; more raised peak memory past the target
+		// (BENCHMARKS.md).
 		kgo.FetchMaxBytes(int32(max(512<<10, (2<<20)/max(1, cfg.Sessions)))),
 		// batch recycles each poll's records once its transaction ended.
 		kgo.WithPools(&kafka.FetchPools{}),
