@@ -221,22 +221,8 @@ func TestMapperSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 400
-	var in []*kgo.Record
-	for i := range n {
-		ev := fmt.Appendf(nil, `{"event":"open","ts":1759413940,"_id":"m%d","msg":{"_id":"m%d","email":"user%d@example.com"}}`, i, i, i)
-		r := raw(topics.Raw, "acme", mailchimp.KindMandrillEvent, ev)
-		r.Key = fmt.Appendf(nil, "acme/%d", i) // spread over the partitions
-		in = append(in, r)
-	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	produceOpens(t, brokers, topics.Raw, n, true)
 	ctx := context.Background()
-	if err := prod.ProduceSync(ctx, in...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
 	codec, err := events.NewCodec()
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +261,12 @@ func TestMapperSessions(t *testing.T) {
 		t.Fatalf("%d events, %d distinct, want %d of each", len(recs), len(ids), n)
 	}
 
-	adm := kadm.NewClient(prod)
+	cl, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	var seen string // what the group looked like last, logged as it changes
 	testsupport.WaitFor(t, "both sessions as static members, each with partitions", 30*time.Second, func() bool {
 		described, err := adm.DescribeGroups(ctx, prefix+"mapper")
@@ -312,20 +303,8 @@ func TestAbortedBatchRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 20
-	var in []*kgo.Record
-	for i := range n {
-		ev := fmt.Appendf(nil, `{"event":"open","ts":1759413940,"_id":"m%d","msg":{"_id":"m%d","email":"user%d@example.com"}}`, i, i, i)
-		in = append(in, raw(topics.Raw, "acme", mailchimp.KindMandrillEvent, ev))
-	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
+	produceOpens(t, brokers, topics.Raw, n, false)
 	ctx := context.Background()
-	if err := prod.ProduceSync(ctx, in...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
 	codec, err := events.NewCodec()
 	if err != nil {
 		t.Fatal(err)
@@ -365,5 +344,28 @@ func TestAbortedBatchRetried(t *testing.T) {
 	defer mu.Unlock()
 	if asked < 3 {
 		t.Errorf("the cache was asked %d times, want the two aborted batches and the committed one", asked)
+	}
+}
+
+// produceOpens writes n Mandrill opens of source acme (user<i>@example.com)
+// to topic; spread keys each by its number, so they land on every partition.
+func produceOpens(t *testing.T, brokers []string, topic string, n int, spread bool) {
+	t.Helper()
+	in := make([]*kgo.Record, 0, n)
+	for i := range n {
+		ev := fmt.Appendf(nil, `{"event":"open","ts":1759413940,"_id":"m%d","msg":{"_id":"m%d","email":"user%d@example.com"}}`, i, i, i)
+		r := raw(topic, "acme", mailchimp.KindMandrillEvent, ev)
+		if spread {
+			r.Key = fmt.Appendf(nil, "acme/%d", i)
+		}
+		in = append(in, r)
+	}
+	prod, err := kgo.NewClient(kafkatest.Opts(t, brokers)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if err := prod.ProduceSync(context.Background(), in...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
