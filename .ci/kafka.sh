@@ -73,15 +73,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 
 # The reason, then what the broker said, so CI output alone explains a failure.
 die() {
-  printf 'kafka.sh: FAILED: %s\n' "$*" >&2
-  local f
-  for f in "$LOG_DIR/server.log" "$LOG_DIR/stdout.log" "$LOG_DIR/tools.log" "$LOG_DIR/openssl.log"; do
-    if [ -s "$f" ]; then
-      printf -- '--- last lines of %s\n' "$f" >&2
-      tail -n 40 "$f" >&2
-    fi
-  done
-  exit 1
+  fail_with_logs kafka.sh "$*" 40 "$LOG_DIR/server.log" "$LOG_DIR/stdout.log" "$LOG_DIR/tools.log" "$LOG_DIR/openssl.log"
 }
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -74,3 +74,19 @@ leaf_cert() {
       -sha256 -days 3650 -extfile "$1.ext" -out "$1.pem" &&
     rm -f "$1.csr"
 }
+
+# fail_with_logs NAME MESSAGE LINES [LOG...]: prints "NAME: FAILED: MESSAGE",
+# then the last LINES lines of each non-empty LOG, and exits 1. Each
+# script's die() calls it with the logs that explain its failures.
+fail_with_logs() {
+  local name=$1 msg=$2 lines=$3 f
+  shift 3
+  printf '%s: FAILED: %s\n' "$name" "$msg" >&2
+  for f in "$@"; do
+    if [ -s "$f" ]; then
+      printf -- '--- last lines of %s\n' "$f" >&2
+      tail -n "$lines" "$f" >&2
+    fi
+  done
+  exit 1
+}

@@ -48,15 +48,9 @@ MODE_DIR=$REDIS_CI_DIR
 log() { printf 'redis.sh: %s\n' "$*" >&2; }
 
 die() {
-  printf 'redis.sh: FAILED: %s\n' "$*" >&2
-  local f
-  while IFS= read -r f; do
-    if [ -s "$f" ]; then
-      printf -- '--- last lines of %s\n' "$f" >&2
-      tail -n 25 "$f" >&2
-    fi
-  done < <(find "$MODE_DIR" -name '*.log' 2>/dev/null | sort)
-  exit 1
+  local logs
+  mapfile -t logs < <(find "$MODE_DIR" -name '*.log' 2>/dev/null | sort)
+  fail_with_logs redis.sh "$*" 25 "${logs[@]}"
 }
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -47,16 +47,9 @@ MARKER=-Dmailchimp-heap.registry=$REGISTRY_DIR
 log() { printf 'registry.sh: %s\n' "$*" >&2; }
 
 die() {
-  printf 'registry.sh: FAILED: %s\n' "$*" >&2
-  local f logs=("$LOG")
+  local logs=("$LOG")
   [ -n "${DOWNLOADING:-}" ] && logs+=("$REGISTRY_CACHE/mvn.log")
-  for f in "${logs[@]}"; do
-    if [ -s "$f" ]; then
-      printf -- '--- last lines of %s\n' "$f" >&2
-      tail -n 40 "$f" >&2
-    fi
-  done
-  exit 1
+  fail_with_logs registry.sh "$*" 40 "${logs[@]}"
 }
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

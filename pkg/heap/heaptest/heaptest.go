@@ -167,21 +167,8 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	s.mu.Lock()
-	s.requests++
-	s.mu.Unlock()
-	if f, ok := s.faults.Next(); ok {
-		httpfault.Answer(w, r, f, "application/json")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-	if err != nil {
-		s.reject(w, "read body: "+err.Error())
+	body, ok := s.readPost(w, r, &s.requests, s.reject)
+	if !ok {
 		return
 	}
 	req, err := decode(body)
@@ -373,4 +360,28 @@ func (s *Sink) prune(k string, now time.Time) []time.Time {
 	ts = ts[i:]
 	s.window[k] = ts
 	return ts
+}
+
+// readPost is what every endpoint does first: refuse other methods, count
+// the request in *requests, answer an injected fault, and read the body
+// (reject answers a read failure). ok is false when w was answered.
+func (s *Sink) readPost(w http.ResponseWriter, r *http.Request, requests *int, reject func(http.ResponseWriter, string)) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
+	s.mu.Lock()
+	*requests++
+	s.mu.Unlock()
+	if f, ok := s.faults.Next(); ok {
+		httpfault.Answer(w, r, f, "application/json")
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		reject(w, "read body: "+err.Error())
+		return nil, false
+	}
+	return body, true
 }

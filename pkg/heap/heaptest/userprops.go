@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -59,21 +58,8 @@ func (s *Sink) UserStats() UserStats {
 }
 
 func (s *Sink) serveUserProperties(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	s.mu.Lock()
-	s.users.requests++
-	s.mu.Unlock()
-	if f, ok := s.faults.Next(); ok {
-		httpfault.Answer(w, r, f, "application/json")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-	if err != nil {
-		s.rejectUsers(w, "read body: "+err.Error())
+	body, ok := s.readPost(w, r, &s.users.requests, s.rejectUsers)
+	if !ok {
 		return
 	}
 	req, err := decodeUsers(body)
