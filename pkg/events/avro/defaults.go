@@ -93,56 +93,19 @@ func appendDefault(b []byte, s *Schema, v any) ([]byte, error) {
 		if !ok {
 			return bad()
 		}
-		if len(list) > 0 {
-			b = binary.AppendVarint(b, int64(len(list)))
-			for _, x := range list {
-				var err error
-				if b, err = appendDefault(b, s.Items, x); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return append(b, 0), nil
+		return appendDefaultArray(b, s, list)
 	case Map:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return bad()
 		}
-		if len(m) > 0 {
-			b = binary.AppendVarint(b, int64(len(m)))
-			keys := make([]string, 0, len(m))
-			for k := range m {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys) // the same bytes every time
-			for _, k := range keys {
-				b = append(binary.AppendVarint(b, int64(len(k))), k...)
-				var err error
-				if b, err = appendDefault(b, s.Values, m[k]); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return append(b, 0), nil
+		return appendDefaultMap(b, s, m)
 	case Record:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return bad()
 		}
-		for _, f := range s.Fields {
-			x, ok := m[f.Name]
-			if !ok {
-				if !f.HasDefault {
-					return nil, fmt.Errorf("%s: field %s has no value and no default", s.Name, f.Name)
-				}
-				x = f.Default
-			}
-			var err error
-			if b, err = appendDefault(b, f.Type, x); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
+		return appendDefaultRecord(b, s, m)
 	case Union:
 		for i, t := range s.Types {
 			if out, err := appendDefault(binary.AppendVarint(slices.Clip(b), int64(i)), t, v); err == nil {
@@ -152,6 +115,60 @@ func appendDefault(b []byte, s *Schema, v any) ([]byte, error) {
 		return bad()
 	}
 	return nil, fmt.Errorf("unknown type %s", s.Type)
+}
+
+// appendDefaultArray appends list as s's items: one block, then the end.
+func appendDefaultArray(b []byte, s *Schema, list []any) ([]byte, error) {
+	if len(list) > 0 {
+		b = binary.AppendVarint(b, int64(len(list)))
+		for _, x := range list {
+			var err error
+			if b, err = appendDefault(b, s.Items, x); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return append(b, 0), nil
+}
+
+// appendDefaultMap appends m as s's values, keys sorted so the bytes are
+// the same every time.
+func appendDefaultMap(b []byte, s *Schema, m map[string]any) ([]byte, error) {
+	if len(m) > 0 {
+		b = binary.AppendVarint(b, int64(len(m)))
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b = append(binary.AppendVarint(b, int64(len(k))), k...)
+			var err error
+			if b, err = appendDefault(b, s.Values, m[k]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return append(b, 0), nil
+}
+
+// appendDefaultRecord appends m's fields in s's order, a missing one as its
+// own default.
+func appendDefaultRecord(b []byte, s *Schema, m map[string]any) ([]byte, error) {
+	for _, f := range s.Fields {
+		x, ok := m[f.Name]
+		if !ok {
+			if !f.HasDefault {
+				return nil, fmt.Errorf("%s: field %s has no value and no default", s.Name, f.Name)
+			}
+			x = f.Default
+		}
+		var err error
+		if b, err = appendDefault(b, f.Type, x); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 func describe(s *Schema) string {
