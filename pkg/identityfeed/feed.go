@@ -28,9 +28,9 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httperr"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/httpjson"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/identity"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/ingress"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/requestid"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
@@ -99,8 +99,8 @@ type problem struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rid := ingress.RequestID(r)
-	w.Header().Set("X-Request-Id", rid)
+	rid := requestid.From(r)
+	w.Header().Set(requestid.Header, rid)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.fail(w, "", rid, &problem{http.StatusMethodNotAllowed, "method not allowed"})

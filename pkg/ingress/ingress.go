@@ -5,8 +5,6 @@ package ingress
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"strconv"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/metrics"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/readiness"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/requestid"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/secret"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
@@ -78,31 +77,6 @@ type problem struct {
 	msg    string
 }
 
-// RequestID is the caller's X-Request-Id when it is a plain token (it is
-// echoed, logged and written to Kafka headers), else a new one. Every
-// handler of the public listener takes its request id here.
-func RequestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
-		return id
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
-}
-
 // errNotFound is every refusal of an audience webhook URL: an unknown
 // source, a source without audience webhooks and a wrong secret answer
 // alike, so the answer does not tell which sources exist.
@@ -126,8 +100,8 @@ func (h *handler) listValidate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) listPost(w http.ResponseWriter, r *http.Request) {
-	rid := RequestID(r)
-	w.Header().Set("X-Request-Id", rid)
+	rid := requestid.From(r)
+	w.Header().Set(requestid.Header, rid)
 	src, p := h.listSource(r)
 	if p != nil {
 		h.fail(w, r, "", p, mailchimp.KindListWebhook, rid)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/mailchimp"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/requestid"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/source"
 )
 
@@ -42,8 +43,8 @@ func (h *handler) mandrillHead(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handler) mandrillPost(w http.ResponseWriter, r *http.Request) {
 	const kind = mailchimp.KindMandrillEvent
-	rid := RequestID(r)
-	w.Header().Set("X-Request-Id", rid)
+	rid := requestid.From(r)
+	w.Header().Set(requestid.Header, rid)
 	src, ok := h.cfg.Sources.Get(r.PathValue("source"))
 	if !ok || src.MandrillWebhookKey == "" {
 		h.fail(w, r, "", errBadSignature, kind, rid)
