@@ -15,12 +15,10 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/emitter"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/eventstest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/heap/heaptest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
 )
@@ -75,20 +73,9 @@ func TestEmitterReadsOtherVersions(t *testing.T) {
 				unknown[2] ^= 0xFF // a fingerprint no version has
 				wantReason = fmt.Sprintf("%016x", binary.LittleEndian.Uint64(unknown[2:10]))
 			case "confluent":
-				srv := registrytest.New(t, registrytest.Compatibility(avro.FullTransitive))
-				cl, err := registry.New(registry.Config{URL: srv.URL})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx := context.Background()
-				if h.codec, err = events.NewRegistryCodec(ctx, events.RegistryConfig{Registry: cl,
-					Subjects: []string{h.topics.Events + "-value"}, AutoRegister: true}); err != nil {
-					t.Fatal(err)
-				}
-				id, err := cl.Register(ctx, h.topics.Events+"-value", eventstest.V2)
-				if err != nil {
-					t.Fatal(err)
-				}
+				var srv *registrytest.Server
+				var id uint32
+				h.codec, srv, id = eventstest.RegistryV2(t, h.topics.Events+"-value", h.topics.Events+"-value")
 				single, err := events.NewCodec()
 				if err != nil {
 					t.Fatal(err)
@@ -99,7 +86,7 @@ func TestEmitterReadsOtherVersions(t *testing.T) {
 					var v []byte
 					switch i % 3 {
 					case 0:
-						v = eventstest.ConfluentV2(t, uint32(id), e, "Mozilla/5.0")
+						v = eventstest.ConfluentV2(t, id, e, "Mozilla/5.0")
 					case 1:
 						v, _ = h.codec.Encode(e)
 					case 2: // a topic migrating from single-object encoding

@@ -1,7 +1,6 @@
 package materializer_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,11 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/eventstest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/kafka/kafkatest"
-	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/status"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/testsupport"
@@ -61,21 +58,10 @@ func TestReleasesOtherVersions(t *testing.T) {
 				r.codec = eventstest.Codec(t)
 				value = eventstest.SingleObjectV2(t, e, "Mozilla/5.0")
 			case "confluent":
-				srv := registrytest.New(t, registrytest.Compatibility(avro.FullTransitive))
-				cl, err := registry.New(registry.Config{URL: srv.URL})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx := context.Background()
-				if r.codec, err = events.NewRegistryCodec(ctx, events.RegistryConfig{Registry: cl,
-					Subjects: []string{r.topics.Events + "-value", r.topics.Pending + "-value"}, AutoRegister: true}); err != nil {
-					t.Fatal(err)
-				}
-				id, err := cl.Register(ctx, r.topics.Pending+"-value", eventstest.V2)
-				if err != nil {
-					t.Fatal(err)
-				}
-				value = eventstest.ConfluentV2(t, uint32(id), e, "Mozilla/5.0")
+				var srv *registrytest.Server
+				var id uint32
+				r.codec, srv, id = eventstest.RegistryV2(t, r.topics.Pending+"-value", r.topics.Events+"-value", r.topics.Pending+"-value")
+				value = eventstest.ConfluentV2(t, id, e, "Mozilla/5.0")
 				srv.Fail(503, 503) // the registry restarting: the batch waits, nothing is dead-lettered
 				fetches = func() int { return srv.Requests(fmt.Sprintf("GET /schemas/ids/%d", id)) }
 			}

@@ -4,6 +4,7 @@
 package eventstest
 
 import (
+	"context"
 	_ "embed"
 	"encoding/binary"
 	"testing"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events"
 	"github.com/mailchimp-heap/mailchimp-heap/pkg/events/avro"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry"
+	"github.com/mailchimp-heap/mailchimp-heap/pkg/registry/registrytest"
 	"github.com/mailchimp-heap/mailchimp-heap/schemas"
 )
 
@@ -106,4 +109,27 @@ func ReadAsV2(t testing.TB, value []byte) map[string]any {
 		t.Fatalf("ReadAsV2: goavro: %v (%d bytes left)", err, len(rest))
 	}
 	return native.(map[string]any)
+}
+
+// RegistryV2 starts a schema registry stand-in enforcing full transitive
+// compatibility and returns a codec that writes through it (subjects
+// auto-registered), the stand-in, and the id of V2 registered under
+// v2Subject, as a newer build would have registered it.
+func RegistryV2(t testing.TB, v2Subject string, subjects ...string) (*events.Codec, *registrytest.Server, uint32) {
+	t.Helper()
+	srv := registrytest.New(t, registrytest.Compatibility(avro.FullTransitive))
+	cl, err := registry.New(registry.Config{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	codec, err := events.NewRegistryCodec(ctx, events.RegistryConfig{Registry: cl, Subjects: subjects, AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := cl.Register(ctx, v2Subject, V2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return codec, srv, uint32(id)
 }
