@@ -592,17 +592,7 @@ start() {
   summary "$t0" "$pid"
 }
 
-stop_broker() {
-  local pid
-  if ! pid=$(broker_pid); then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  stop_pids "$KAFKA_STOP_TIMEOUT" "$pid"
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
-}
+stop_broker() { stop_pidfile broker_pid "$KAFKA_STOP_TIMEOUT"; }
 
 case "$KAFKA_DIR" in
   "" | /) echo "kafka.sh: refusing KAFKA_DIR='$KAFKA_DIR'" >&2; exit 2 ;;

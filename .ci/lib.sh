@@ -45,6 +45,21 @@ stop_pids() {
   for pid in "$@"; do while alive "$pid"; do sleep 0.1; done; done
 }
 
+# stop_pidfile PID_FN TIMEOUT: stops the one server whose pid PID_FN prints
+# (failing when none runs) with stop_pids, and removes the caller's
+# $PID_FILE either way.
+stop_pidfile() {
+  local pid
+  if ! pid=$($1); then
+    rm -f "$PID_FILE"
+    log "not running"
+    return 0
+  fi
+  stop_pids "$2" "$pid"
+  rm -f "$PID_FILE"
+  log "stopped (pid $pid)"
+}
+
 # mvn_copy POM DIR LOG WHAT [ARG...]: copies the dependencies POM lists
 # into DIR from Maven Central, appending mvn's output to LOG (ARGs go to
 # mvn). On failure it logs mvn's first errors, naming WHAT, and returns 1.

@@ -195,17 +195,7 @@ start() {
   summary "$pid" "$t0"
 }
 
-stop_registry() {
-  local pid
-  if ! pid=$(registry_pid); then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  stop_pids "$REGISTRY_STOP_TIMEOUT" "$pid"
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
-}
+stop_registry() { stop_pidfile registry_pid "$REGISTRY_STOP_TIMEOUT"; }
 
 case "$REGISTRY_DIR" in
   "" | /) echo "registry.sh: refusing REGISTRY_DIR='$REGISTRY_DIR'" >&2; exit 2 ;;
