@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -16,9 +17,19 @@ type Publisher interface {
 
 // Producer is the Publisher of a franz-go client. The client must keep
 // franz-go's defaults of an idempotent producer and be built with acks=all
-// (kgo.RequiredAcks(kgo.AllISRAcks())).
+// (kgo.RequiredAcks(kgo.AllISRAcks())): OpenProducer builds one so.
 type Producer struct {
 	Client *kgo.Client
+}
+
+// OpenProducer connects an idempotent, acks=all producer with opts (a
+// Conn's role options); the caller closes its Client.
+func OpenProducer(opts []kgo.Opt) (Producer, error) {
+	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))...)
+	if err != nil {
+		return Producer{}, fmt.Errorf("kafka: %w", err)
+	}
+	return Producer{Client: cl}, nil
 }
 
 // Publish produces recs and waits for every acknowledgement.

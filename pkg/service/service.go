@@ -267,13 +267,11 @@ func instanceID(env config.Env) string {
 // Ingress serves the webhook API on ln (the public listener) and its
 // metrics and readiness details on admin (ADMIN_ADDR) until ctx ends.
 func Ingress(ctx context.Context, d *Deps, ln, admin net.Listener) error {
-	producer, err := kgo.NewClient(append(d.roleOpts("ingress"),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-	)...)
+	producer, err := kafka.OpenProducer(d.roleOpts("ingress"))
 	if err != nil {
-		return fmt.Errorf("ingress: kafka: %w", err)
+		return fmt.Errorf("ingress: %w", err)
 	}
-	defer producer.Close()
+	defer producer.Client.Close()
 	h, err := d.publicHandler(producer)
 	if err != nil {
 		return err
@@ -303,7 +301,7 @@ func ServeIngress(ctx context.Context, d *Deps) error {
 
 // publicHandler is what the internet reaches: the webhooks, the identity
 // feed, the status page (behind its token) and "Connect Mailchimp".
-func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
+func (d *Deps) publicHandler(producer kafka.Producer) (http.Handler, error) {
 	hooks := ingress.NewHandler(ingress.Config{
 		Sources:          d.Sources,
 		Topic:            d.Topics.Raw,
@@ -313,7 +311,7 @@ func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
 		Log:              d.Log.Named("ingress"),
 		Ready:            d.Ready(),
 		Metrics:          d.Metrics,
-	}, kafka.Producer{Client: producer})
+	}, producer)
 	mux := http.NewServeMux()
 	page := statuspage.Handler(statuspage.Config{
 		Sources: d.Sources, Status: status.NewStore(d.Redis), PublicURL: d.Env.PublicURL,
@@ -328,12 +326,12 @@ func (d *Deps) publicHandler(producer *kgo.Client) (http.Handler, error) {
 	mux.Handle(identityfeed.Path, identityfeed.NewHandler(identityfeed.Config{
 		Sources: d.Sources, Topic: d.Topics.Identities, HeapURL: d.Env.HeapAPIURL,
 		ProduceTimeout: d.Env.ProduceTimeout, Log: d.Log.Named("identityfeed"),
-	}, kafka.Producer{Client: producer}))
+	}, producer))
 	mux.Handle("/", hooks)
 	if !d.Env.OAuth() {
 		return mux, nil
 	}
-	store, err := d.tokenStore(producer)
+	store, err := d.tokenStore(producer.Client)
 	if err != nil {
 		return nil, err
 	}

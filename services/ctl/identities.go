@@ -84,7 +84,7 @@ func importIdentities(sourceID, path string, dryRun bool) error {
 		if err != nil {
 			return err
 		}
-		pub, err := identityfeed.OpenPublisher(conn.Opts("ctl"))
+		pub, err := kafka.OpenProducer(conn.Opts("ctl"))
 		if err != nil {
 			return err
 		}
