@@ -11,7 +11,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -412,11 +411,8 @@ type Problem struct {
 }
 
 func writeProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.Encode(Problem{Type: problemType, Title: title, Status: status, Detail: detail, Instance: uuid()})
+	httpjson.Encode(w, status, "application/problem+json", false,
+		Problem{Type: problemType, Title: title, Status: status, Detail: detail, Instance: uuid()})
 }
 
 func badRequest(w http.ResponseWriter, detail string) {
